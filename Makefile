@@ -4,7 +4,6 @@
 # example CNN. New source files are picked up by wildcard.
 
 CC      ?= cc
-BUILD   ?= build
 SAN     ?= 0
 OPT     ?= -O2
 
@@ -13,10 +12,11 @@ CFLAGS  := -std=c11 $(WARN) $(OPT) -g -fPIC -D_POSIX_C_SOURCE=200809L -MMD -MP -
 LDLIBS  := -lm
 
 ifeq ($(SAN),1)
-BUILD   := build-san
+BUILD   ?= build-san
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
+BUILD   ?= build
 
 LIB_SRC   := $(wildcard autograd/*.c ops/*.c ops/kernels/*.c nn/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -26,7 +26,7 @@ EX_SRC    := $(wildcard examples/*.c)
 EX_BIN    := $(EX_SRC:%.c=$(BUILD)/%)
 TEST_BIN  := $(BUILD)/tests/tgrad_tests
 
-.PHONY: all lib examples test test-plain test-san check deps clean
+.PHONY: all lib examples test test-plain test-san check deps clean unit
 all: lib examples
 lib: $(BUILD)/libtgrad.a $(BUILD)/libtgrad.so
 examples: $(EX_BIN)
@@ -80,6 +80,14 @@ test-san: deps
 # The README's test command: the suite plainly, then sanitized.
 test: test-plain test-san
 check: test
+
+# Development: one test file against the core plus the named sources, in its
+# own folder, e.g. make unit T=tests/test_ops_pool.c SRCS=ops/pool.c BUILD=build-pool
+UNIT_SRC = $(wildcard autograd/*.c) ops/kernels/gemm.c $(SRCS) tests/helpers.c $(T)
+unit:
+	@mkdir -p $(BUILD)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $(BUILD)/unit $(UNIT_SRC) -lcriterion $(LDLIBS)
+	$(BUILD)/unit $(TEST_ARGS)
 
 clean:
 	rm -rf build build-san
