@@ -9,7 +9,12 @@ OPT     ?= -O2
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wdouble-promotion -Werror
 CFLAGS  := -std=c11 $(WARN) $(OPT) -g -fPIC -D_POSIX_C_SOURCE=200809L -MMD -MP -I.
+OMP     ?= 1
 LDLIBS  := -lm
+ifeq ($(OMP),1)
+CFLAGS  += -fopenmp
+LDFLAGS += -fopenmp
+endif
 
 ifeq ($(SAN),1)
 BUILD   ?= build-san
@@ -26,7 +31,8 @@ EX_SRC    := $(wildcard examples/*.c)
 EX_BIN    := $(EX_SRC:%.c=$(BUILD)/%)
 TEST_BIN  := $(BUILD)/tests/tgrad_tests
 
-.PHONY: all lib examples test test-plain test-san check deps clean unit
+PHONY_EXTRA := demo interop fuzz
+.PHONY: $(PHONY_EXTRA) all lib examples test test-plain test-san check deps clean unit run-examples
 all: lib examples
 lib: $(BUILD)/libtgrad.a $(BUILD)/libtgrad.so
 examples: $(EX_BIN)
@@ -65,6 +71,15 @@ SANLOG := $(abspath build-san/sanlogs)
 test-plain: deps
 	$(MAKE) --no-print-directory SAN=0 $(TEST_BIN) examples
 	$(TEST_BIN) $(TEST_ARGS)
+	@$(MAKE) --no-print-directory run-examples
+
+# The README's example is examples/first_graph.c; both examples must succeed.
+run-examples: examples
+	@sed -n '/^```c$$/,/^```$$/p' README.md | sed '1d;$$d' > $(BUILD)/readme_example.c
+	@tail -n +2 examples/first_graph.c | cmp -s - $(BUILD)/readme_example.c || \
+	  { echo "README.md's example and examples/first_graph.c differ" >&2; exit 1; }
+	$(BUILD)/examples/first_graph
+	$(BUILD)/examples/custom_op
 
 test-san: deps
 	$(MAKE) --no-print-directory SAN=1 build-san/tests/tgrad_tests
@@ -77,19 +92,55 @@ test-san: deps
 	fi
 	@echo "sanitizer log folder is empty"
 
+# The main job: fetch Fashion-MNIST, build, train the example CNN.
+DATA_DIR  ?= build/data/fashion-mnist
+DEMO_ARGS ?=
+demo:
+	$(MAKE) --no-print-directory SAN=0 $(BUILD)/examples/fashion_mnist
+	sh examples/fetch_fashion_mnist.sh $(DATA_DIR)
+	$(BUILD)/examples/fashion_mnist --data $(DATA_DIR) $(DEMO_ARGS)
+
+# Checkpoints shared with PyTorch both ways (Debian's python3-torch, a
+# cross-check tool only, installed here when root and missing).
+interop:
+	$(MAKE) --no-print-directory SAN=0 $(BUILD)/examples/torch_interop
+	@/usr/bin/python3 -c 'import torch' 2>/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch; }
+	/usr/bin/python3 examples/torch_interop.py $(BUILD)/examples/torch_interop $(BUILD)/interop
+
 # The README's test command: the suite plainly, then sanitized.
 test: test-plain test-san
 check: test
 
 # Development: one test file against the core plus the named sources, in its
 # own folder, e.g. make unit T=tests/test_ops_pool.c SRCS=ops/pool.c BUILD=build-pool
-UNIT_SRC = $(wildcard autograd/*.c) ops/kernels/gemm.c $(SRCS) tests/helpers.c $(T)
+UNIT_SRC = $(wildcard autograd/*.c) ops/kernels/gemm.c ops/kernels/threads.c $(SRCS) tests/helpers.c $(T)
 unit:
 	@mkdir -p $(BUILD)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $(BUILD)/unit $(UNIT_SRC) -lcriterion $(LDLIBS)
 	$(BUILD)/unit $(TEST_ARGS)
 
+# Fuzzing (clang's libFuzzer with ASan+UBSan): the checkpoint and IDX parsers.
+# make fuzz builds the harnesses and runs each for FUZZ_TIME seconds; new
+# inputs go to build-fuzz/corpus, the committed seeds stay as they are.
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -std=c11 $(WARN) -g -O1 -D_POSIX_C_SOURCE=200809L -I. \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_TIME  ?= 60
+fuzz: build-fuzz/fuzz_safetensors build-fuzz/fuzz_idx
+	rm -rf build-fuzz/corpus && mkdir -p build-fuzz/corpus/safetensors build-fuzz/corpus/idx
+	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	  -dict=fuzz/safetensors.dict -artifact_prefix=build-fuzz/ build-fuzz/corpus/safetensors fuzz/corpus/safetensors
+	build-fuzz/fuzz_idx -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	  -artifact_prefix=build-fuzz/ build-fuzz/corpus/idx fuzz/corpus/idx
+build-fuzz/fuzz_safetensors: fuzz/fuzz_safetensors.c nn/safetensors.c nn/crc32.c autograd/error.c autograd/tensor.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lm
+build-fuzz/fuzz_idx: fuzz/fuzz_idx.c nn/idx.c autograd/error.c autograd/tensor.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lm
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(EX_SRC:%.c=$(BUILD)/%.d)

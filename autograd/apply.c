@@ -10,7 +10,7 @@ static void prefix_op(const tg_op *op)
 {
     char prefix[96];
     snprintf(prefix, sizeof prefix, "tg_%s: ", op->name);
-    tg__error_prefix(prefix);
+    tg_error_prefix(prefix);
 }
 
 /* "a float32 [2, 3], b float64 [3]" for the dtype message. */
@@ -34,7 +34,11 @@ tg_tensor *tg_apply(tg_graph *g, const tg_op *op, tg_tensor *const *inputs, int 
         return NULL;
     }
     if (n_inputs < 1 || (op->n_inputs != TG_VARIADIC && n_inputs != op->n_inputs)) {
-        tg_set_error(TG_ERR_ARG, "tg_%s: takes %d inputs, got %d", op->name, op->n_inputs, n_inputs);
+        if (op->n_inputs == TG_VARIADIC)
+            tg_set_error(TG_ERR_ARG, "tg_%s: takes at least 1 input, got %d", op->name, n_inputs);
+        else
+            tg_set_error(TG_ERR_ARG, "tg_%s: takes %d inputs, got %d", op->name, op->n_inputs,
+                         n_inputs);
         return NULL;
     }
     if (!inputs) {

@@ -30,7 +30,7 @@ int tg_set_error(int code, const char *fmt, ...)
     return code;
 }
 
-void tg__error_prefix(const char *prefix)
+void tg_error_prefix(const char *prefix)
 {
     size_t p = strlen(prefix), m = strlen(err_msg);
     if (p >= sizeof err_msg)

@@ -38,6 +38,9 @@ int tg_set_error(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* Puts `prefix` in front of the current message (e.g. "loading model: "),
+ * keeping the code: for wrapping a failure with context. */
+void tg_error_prefix(const char *prefix);
 /* The short name of a status code ("TG_ERR_SHAPE"). */
 const char *tg_status_name(int code);
 

@@ -28,7 +28,7 @@ static int eval_f(check *c, double *f)
     tg_tensor *out = c->fn(c->g, c->xs, c->n, c->ctx);
     tg_graph_set_no_grad(c->g, old);
     if (!out) {
-        tg__error_prefix("tg_gradcheck: fn failed: ");
+        tg_error_prefix("tg_gradcheck: fn failed: ");
         return tg_last_status() ? tg_last_status() : TG_ERR_NULL;
     }
     if (out->numel != c->v_numel || out->dtype != TG_F64)
@@ -178,7 +178,7 @@ int tg_gradcheck(tg_gradcheck_fn fn, void *ctx, tg_tensor *const *inputs, int n_
     /* Analytic: one backward of the random cotangent v. */
     tg_tensor *out = fn(c.g, c.xs, n_inputs, ctx);
     if (!out) {
-        tg__error_prefix("tg_gradcheck: fn failed: ");
+        tg_error_prefix("tg_gradcheck: fn failed: ");
         rc = tg_last_status() ? tg_last_status() : TG_ERR_NULL;
         goto done;
     }

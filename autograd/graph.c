@@ -364,7 +364,7 @@ static int backward_run(tg_graph *g, tg_tensor *root, const tg_tensor *cot, cons
         root->grad = root->graph ? tg__arena_tensor(g, root->dtype, root->ndim, root->shape, true)
                                  : tg__heap_grad(root);
         if (!root->grad) {
-            tg__error_prefix("tg_backward: ");
+            tg_error_prefix("tg_backward: ");
             return tg_last_status();
         }
     }
@@ -385,7 +385,7 @@ static int backward_run(tg_graph *g, tg_tensor *root, const tg_tensor *cot, cons
         if (rc != TG_OK) {
             char prefix[96];
             snprintf(prefix, sizeof prefix, "%s: in the VJP of tg_%s: ", who, n->op->name);
-            tg__error_prefix(prefix);
+            tg_error_prefix(prefix);
             return rc;
         }
     }

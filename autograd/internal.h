@@ -55,7 +55,5 @@ int tg__check_shape(const char *who, int ndim, const int64_t *shape, int64_t *nu
 tg_tensor *tg__arena_tensor(tg_graph *g, tg_dtype dtype, int ndim, const int64_t *shape, bool zero);
 /* A zeroed heap gradient for a heap leaf (same shape and dtype). */
 tg_tensor *tg__heap_grad(const tg_tensor *t);
-/* Prefixes the current error message with "prefix" (e.g. "tg_matmul: "). */
-void tg__error_prefix(const char *prefix);
 
 #endif

@@ -20,6 +20,7 @@
 #ifndef TG_OP_H
 #define TG_OP_H
 
+#include "error.h"
 #include "graph.h"
 
 #ifdef __cplusplus

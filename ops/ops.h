@@ -16,9 +16,21 @@ extern "C" {
 
 /* ---- The registry (ops/ops.def): every built-in op, one row each. ---- */
 extern const tg_op *const tg_op_table[];
+/* Each op's definition, tg_op_<name> (tg_op_matmul, ...). */
+#define TG_OP(name) extern const tg_op tg_op_##name;
+#include "ops.def"
+#undef TG_OP
 extern const int tg_op_count;
 /* The op named `name` ("matmul"), or NULL. */
 const tg_op *tg_op_find(const char *name);
+
+/* ---- Threads ----
+ * Kernels use OpenMP threads; results are bitwise identical for any count.
+ * The default is TG_NUM_THREADS from the environment, else the core count.
+ * tg_set_num_threads(n) sets it (n < 1 restores the default) and returns the
+ * previous count. Without OpenMP the count is always 1. */
+int tg_set_num_threads(int n);
+int tg_num_threads(void);
 
 /* ---- Elementwise, binary with NumPy/PyTorch broadcasting ---- */
 tg_tensor *tg_add(tg_graph *g, tg_tensor *a, tg_tensor *b); /* a + b */
@@ -90,7 +102,9 @@ typedef struct tg_pool2d_args {
     bool ceil_mode;
     bool exclude_padding;
 } tg_pool2d_args;
-tg_tensor *tg_maxpool2d(tg_graph *g, tg_tensor *x, tg_pool2d_args args); /* ties: first max gets the gradient */
+/* Max over each window; ties: the first max gets the gradient; NaN wins (the
+ * last NaN of a window gets the gradient, as PyTorch's CPU kernel). */
+tg_tensor *tg_maxpool2d(tg_graph *g, tg_tensor *x, tg_pool2d_args args);
 tg_tensor *tg_avgpool2d(tg_graph *g, tg_tensor *x, tg_pool2d_args args);
 
 /* ---- Softmax family and losses (issue 3) ---- */
@@ -100,10 +114,11 @@ tg_tensor *tg_log_softmax(tg_graph *g, tg_tensor *x, int axis); /* x - logsumexp
 typedef enum tg_reduction {
     TG_REDUCTION_MEAN = 0, /* mean over the batch (the default) */
     TG_REDUCTION_SUM = 1,
-    TG_REDUCTION_NONE = 2  /* one loss per sample, shape [N] */
+    TG_REDUCTION_NONE = 2  /* no reduction: [N] for the class losses, the input's shape for mse */
 } tg_reduction;
 /* logits [N, C], labels: N class indices in [0, C). Fused logsumexp - logit[label];
- * mean over the batch. VJP: softmax - onehot. */
+ * mean over the batch. VJP: softmax - onehot. The labels are copied: the array
+ * only needs to live for the duration of the call. */
 tg_tensor *tg_cross_entropy(tg_graph *g, tg_tensor *logits, const int64_t *labels);
 tg_tensor *tg_cross_entropy_ex(tg_graph *g, tg_tensor *logits, const int64_t *labels, tg_reduction red);
 /* Soft targets: target [N, C] probabilities; loss = -sum_c t log softmax(logits). */

@@ -4,10 +4,6 @@
 
 #include <string.h>
 
-#define TG_OP(name) extern const tg_op tg_op_##name;
-#include "ops.def"
-#undef TG_OP
-
 const tg_op *const tg_op_table[] = {
 #define TG_OP(name) &tg_op_##name,
 #include "ops.def"

@@ -31,8 +31,9 @@ bool tgt_allclose_t(const tg_tensor *got, const tg_tensor *want, double atol, do
 #define expect_close(t, want, atol, rtol)                                                      \
     do {                                                                                       \
         char msg_[512];                                                                        \
+        const tg_tensor *t_ = (t);                                                             \
         const double *want_ = (want);                                                          \
-        cr_expect(tgt_allclose((t), want_, (t) ? tg_tensor_numel(t) : 0, (atol), (rtol), #t,   \
+        cr_expect(tgt_allclose(t_, want_, t_ ? tg_tensor_numel(t_) : 0, (atol), (rtol), #t,    \
                                msg_, sizeof msg_),                                             \
                   "%s", msg_);                                                                 \
     } while (0)

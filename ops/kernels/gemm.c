@@ -1,7 +1,10 @@
 /* Portable blocked GEMM (plain C, both dtypes). Loop order keeps the innermost
  * loop contiguous over C's row; K is blocked so a panel of B stays in cache.
- * The SIMD, packed and threaded SGEMM is the speed issue's work. */
+ * Rows of C are split between OpenMP threads: each element is computed by one
+ * thread in a fixed order, so results do not depend on the thread count. The
+ * SIMD, packed SGEMM is the speed issue's work. */
 #include "gemm.h"
+#include "threads.h"
 
 #define KB 256
 
@@ -17,8 +20,11 @@
     }                                                                                         \
     if (K == 0 || alpha == 0)                                                                 \
         return;                                                                               \
+    int nt = tg__threads();                                                                   \
+    (void)nt; /* unused without OpenMP */                                                     \
     for (int64_t k0 = 0; k0 < K; k0 += KB) {                                                  \
         int64_t k1 = k0 + KB < K ? k0 + KB : K;                                               \
+        TG_OMP("omp parallel for num_threads(nt) schedule(static) if (M * N * (k1 - k0) > 32768)") \
         for (int64_t i = 0; i < M; i++) {                                                     \
             T *c = C + i * ldc;                                                               \
             for (int64_t k = k0; k < k1; k++) {                                               \
