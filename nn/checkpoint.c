@@ -30,7 +30,7 @@ static int check_against(const tg_st_file *f, const char *path, const char *who,
                             tg_st_dtype_name(dtype), want);
     tg_shape_format(got, sizeof got, s->ndim, s->shape);
     if (s->dtype != dtype || s->ndim != ndim ||
-        memcmp(s->shape, shape, (size_t)ndim * sizeof(int64_t)) != 0)
+        (ndim > 0 && memcmp(s->shape, shape, (size_t)ndim * sizeof(int64_t)) != 0))
         return tg_set_error(TG_ERR_FORMAT, "%s: %s: \"%s\" is %s %s, the module has %s %s", who,
                             path, name, tg_st_dtype_name(s->dtype), got, tg_st_dtype_name(dtype), want);
     return TG_OK;
