@@ -31,7 +31,7 @@ EX_SRC    := $(wildcard examples/*.c)
 EX_BIN    := $(EX_SRC:%.c=$(BUILD)/%)
 TEST_BIN  := $(BUILD)/tests/tgrad_tests
 
-PHONY_EXTRA := demo interop fuzz
+PHONY_EXTRA := demo interop fuzz bench bench-build bench-deps
 .PHONY: $(PHONY_EXTRA) all lib examples test test-plain test-san check deps clean unit run-examples
 all: lib examples
 lib: $(BUILD)/libtgrad.a $(BUILD)/libtgrad.so
@@ -112,6 +112,26 @@ interop:
 test: test-plain test-san
 check: test
 
+# Benchmarks: bench/*.c, each a program timing fixed shapes; OpenBLAS and
+# PyTorch are comparisons only (installed here when root and missing), never
+# dependencies of the library. bench/run.sh runs everything and the PyTorch
+# reference in the same sitting and prints the ratios.
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+bench-deps:
+	@if [ ! -f /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ] || ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq libopenblas-dev python3-torch; \
+	  else echo "bench needs libopenblas-dev and python3-torch" >&2; exit 1; fi; fi
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libtgrad.a
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libtgrad.a $(BENCH_LIBS) $(LDLIBS)
+$(BUILD)/bench/%.o: CFLAGS += -I/usr/include/x86_64-linux-gnu/openblas-pthread
+BENCH_LIBS := -lopenblas
+bench-build: bench-deps
+	$(MAKE) --no-print-directory SAN=0 $(BENCH_BIN)
+bench: bench-build
+	sh bench/run.sh $(BUILD)
+
 # Development: one test file against the core plus the named sources, in its
 # own folder, e.g. make unit T=tests/test_ops_pool.c SRCS=ops/pool.c BUILD=build-pool
 UNIT_SRC = $(wildcard autograd/*.c) ops/kernels/gemm.c ops/kernels/threads.c $(SRCS) tests/helpers.c $(T)
@@ -133,10 +153,10 @@ fuzz: build-fuzz/fuzz_safetensors build-fuzz/fuzz_idx
 	  -dict=fuzz/safetensors.dict -artifact_prefix=build-fuzz/ build-fuzz/corpus/safetensors fuzz/corpus/safetensors
 	build-fuzz/fuzz_idx -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
 	  -artifact_prefix=build-fuzz/ build-fuzz/corpus/idx fuzz/corpus/idx
-build-fuzz/fuzz_safetensors: fuzz/fuzz_safetensors.c nn/safetensors.c nn/crc32.c autograd/error.c autograd/tensor.c
+build-fuzz/fuzz_safetensors: fuzz/fuzz_safetensors.c nn/safetensors.c nn/crc32.c nn/io.c autograd/error.c autograd/tensor.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lm
-build-fuzz/fuzz_idx: fuzz/fuzz_idx.c nn/idx.c autograd/error.c autograd/tensor.c
+build-fuzz/fuzz_idx: fuzz/fuzz_idx.c nn/idx.c nn/io.c autograd/error.c autograd/tensor.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lm
 

@@ -7,6 +7,7 @@
  *
  *   make demo                       (fetches the data, builds, trains 3 epochs)
  *   build/examples/fashion_mnist --help */
+#include "lenet.h"
 #include "nn/nn.h"
 #include "tgrad.h"
 
@@ -129,27 +130,6 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static tg_nn_module *lenet(uint64_t seed)
-{
-    tg_rng rng;
-    tg_rng_seed(&rng, seed, 0);
-    tg_conv2d_args pad1 = {.padding = {1, 1}};
-    tg_pool2d_args pool2 = {.kernel = {2, 2}};
-    tg_nn_module *layers[] = {
-        tg_nn_conv2d_new(1, 32, 3, 3, pad1, true, TG_F32, &rng),
-        tg_nn_relu_new(),
-        tg_nn_maxpool2d_new(pool2),
-        tg_nn_conv2d_new(32, 64, 3, 3, pad1, true, TG_F32, &rng),
-        tg_nn_relu_new(),
-        tg_nn_maxpool2d_new(pool2),
-        tg_nn_flatten_new(1),
-        tg_nn_linear_new(3136, 128, true, TG_F32, &rng),
-        tg_nn_relu_new(),
-        tg_nn_linear_new(128, 10, true, TG_F32, &rng),
-    };
-    return tg_nn_sequential_new((int)(sizeof layers / sizeof layers[0]), layers);
 }
 
 /* Correct predictions in a batch of logits [b, 10]. */
@@ -362,7 +342,7 @@ int main(int argc, char **argv)
         rc = 1;
         goto done;
     }
-    m = lenet(o.seed);
+    m = lenet_new(o.seed, TG_F32);
     opt = m ? make_optimizer(&o, m) : NULL;
     if (!m || !opt) {
         fprintf(stderr, "fashion_mnist: %s\n", tg_last_error());

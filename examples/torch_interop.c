@@ -9,6 +9,7 @@
  *                              DIR/torch_io.safetensors' input against PyTorch's
  *
  *   make interop               runs both directions with Debian's python3-torch */
+#include "lenet.h"
 #include "nn/nn.h"
 #include "nn/safetensors.h"
 #include "tgrad.h"
@@ -16,22 +17,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static tg_nn_module *lenet(uint64_t seed)
-{
-    tg_rng rng;
-    tg_rng_seed(&rng, seed, 0);
-    tg_conv2d_args pad1 = {.padding = {1, 1}};
-    tg_pool2d_args pool2 = {.kernel = {2, 2}};
-    tg_nn_module *layers[] = {
-        tg_nn_conv2d_new(1, 32, 3, 3, pad1, true, TG_F32, &rng), tg_nn_relu_new(),
-        tg_nn_maxpool2d_new(pool2), tg_nn_conv2d_new(32, 64, 3, 3, pad1, true, TG_F32, &rng),
-        tg_nn_relu_new(), tg_nn_maxpool2d_new(pool2), tg_nn_flatten_new(1),
-        tg_nn_linear_new(3136, 128, true, TG_F32, &rng), tg_nn_relu_new(),
-        tg_nn_linear_new(128, 10, true, TG_F32, &rng),
-    };
-    return tg_nn_sequential_new(10, layers);
-}
 
 /* Logits of the module for input x (eval mode, no graph recorded), copied out. */
 static tg_tensor *logits_of(tg_nn_module *m, tg_tensor *x)
@@ -48,7 +33,7 @@ static tg_tensor *logits_of(tg_nn_module *m, tg_tensor *x)
 static int export_dir(const char *dir)
 {
     char path[1024];
-    tg_nn_module *m = lenet(0);
+    tg_nn_module *m = lenet_new(0, TG_F32);
     int64_t xs[] = {4, 1, 28, 28};
     tg_tensor *x = tg_tensor_new(TG_F32, 4, xs);
     for (int64_t i = 0; i < tg_tensor_numel(x); i++)
@@ -81,7 +66,7 @@ static int export_dir(const char *dir)
 static int import_dir(const char *dir)
 {
     char path[1024];
-    tg_nn_module *m = lenet(123);
+    tg_nn_module *m = lenet_new(123, TG_F32);
     snprintf(path, sizeof path, "%s/torch_lenet.safetensors", dir);
     int rc = m ? tg_nn_load_ex(m, path, TG_NN_LOAD_NO_CRC) : tg_last_status();
     snprintf(path, sizeof path, "%s/torch_io.safetensors", dir);

@@ -7,34 +7,14 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include "io.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define IDX_HEADER_MAX (4 + 4 * TG_MAX_DIMS)
-
-static int fail(int code, const char *who, const char *label, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-static int fail(int code, const char *who, const char *label, const char *fmt, ...)
-{
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return tg_set_error(code, "%s: %s: %s", who, label, msg);
-}
-
-static const char *errstr(int e, char *buf, size_t size)
-{
-    if (strerror_r(e, buf, size) != 0)
-        snprintf(buf, size, "error %d", e);
-    return buf;
-}
 
 static const char *wide_type_name(unsigned t)
 {
@@ -53,36 +33,36 @@ static int check_header(const char *who, const char *label, const unsigned char 
                         uint64_t total, tg_idx *x, size_t *hdr_len)
 {
     if (total < 4)
-        return fail(TG_ERR_FORMAT, who, label,
+        return tg__io_fail(TG_ERR_FORMAT, who, label,
                     "file is %llu bytes, shorter than the 4-byte magic", (unsigned long long)total);
     if (h[0] == 0x1f && h[1] == 0x8b)
-        return fail(TG_ERR_FORMAT, who, label,
+        return tg__io_fail(TG_ERR_FORMAT, who, label,
                     "starts with 1f 8b: the file is gzip-compressed; gunzip it first");
     if (h[0] != 0 || h[1] != 0)
-        return fail(TG_ERR_FORMAT, who, label,
+        return tg__io_fail(TG_ERR_FORMAT, who, label,
                     "bad magic %02x %02x %02x %02x (an IDX file starts with two zero bytes)", h[0],
                     h[1], h[2], h[3]);
     unsigned type = h[2];
     if (type != 0x08 && type != 0x09) {
         const char *wide = wide_type_name(type);
         if (wide)
-            return fail(TG_ERR_DTYPE, who, label,
+            return tg__io_fail(TG_ERR_DTYPE, who, label,
                         "unsupported element type 0x%02x (%s): tgrad reads 0x08 (unsigned byte) "
                         "and 0x09 (signed byte)",
                         type, wide);
-        return fail(TG_ERR_FORMAT, who, label,
+        return tg__io_fail(TG_ERR_FORMAT, who, label,
                     "unknown element type 0x%02x (IDX types are 0x08, 0x09, 0x0b..0x0e)", type);
     }
     int ndim = h[3];
     if (ndim < 1 || ndim > TG_MAX_DIMS)
-        return fail(TG_ERR_FORMAT, who, label, "ndim %d is outside 1..%d", ndim, TG_MAX_DIMS);
+        return tg__io_fail(TG_ERR_FORMAT, who, label, "ndim %d is outside 1..%d", ndim, TG_MAX_DIMS);
     size_t hl = 4 + 4 * (size_t)ndim;
     if (total < hl)
-        return fail(TG_ERR_FORMAT, who, label,
+        return tg__io_fail(TG_ERR_FORMAT, who, label,
                     "truncated header: %d dims need %zu header bytes, the file has %llu", ndim, hl,
                     (unsigned long long)total);
     if (avail < hl)
-        return fail(TG_ERR_IO, who, label, "could read only %zu of the %zu header bytes", avail,
+        return tg__io_fail(TG_ERR_IO, who, label, "could read only %zu of the %zu header bytes", avail,
                     hl);
     x->ndim = ndim;
     x->type = (int)type;
@@ -103,15 +83,15 @@ static int check_header(const char *who, const char *label, const unsigned char 
         if (x->dims[i] == 0)
             numel = 0, overflow = 0;
     if (overflow || numel > (uint64_t)SIZE_MAX - hl)
-        return fail(TG_ERR_FORMAT, who, label, "element count of dims %s overflows", ds);
+        return tg__io_fail(TG_ERR_FORMAT, who, label, "element count of dims %s overflows", ds);
     uint64_t want = hl + numel;
     if (total < want)
-        return fail(TG_ERR_FORMAT, who, label,
+        return tg__io_fail(TG_ERR_FORMAT, who, label,
                     "truncated: dims %s need %zu + %llu = %llu bytes, the file has %llu", ds, hl,
                     (unsigned long long)numel, (unsigned long long)want,
                     (unsigned long long)total);
     if (total > want)
-        return fail(TG_ERR_FORMAT, who, label,
+        return tg__io_fail(TG_ERR_FORMAT, who, label,
                     "%llu trailing bytes: dims %s need %zu + %llu = %llu bytes, the file has %llu",
                     (unsigned long long)(total - want), ds, hl, (unsigned long long)numel,
                     (unsigned long long)want, (unsigned long long)total);
@@ -134,7 +114,7 @@ tg_idx *tg_idx_parse(const void *bytes, size_t size, const char *label)
     if (!label)
         label = "<memory>";
     if (!bytes && size > 0) {
-        fail(TG_ERR_NULL, who, label, "bytes is NULL");
+        tg__io_fail(TG_ERR_NULL, who, label, "bytes is NULL");
         return NULL;
     }
     unsigned char pad[4] = {0};
@@ -142,7 +122,7 @@ tg_idx *tg_idx_parse(const void *bytes, size_t size, const char *label)
     tg_idx *x = calloc(1, sizeof *x);
     size_t hl;
     if (!x) {
-        fail(TG_ERR_NOMEM, who, label, "out of memory");
+        tg__io_fail(TG_ERR_NOMEM, who, label, "out of memory");
         return NULL;
     }
     if (check_header(who, label, b, size, size, x, &hl)) {
@@ -151,7 +131,7 @@ tg_idx *tg_idx_parse(const void *bytes, size_t size, const char *label)
     }
     x->data = malloc(x->numel > 0 ? (size_t)x->numel : 1);
     if (!x->data) {
-        fail(TG_ERR_NOMEM, who, label, "out of memory for %lld bytes", (long long)x->numel);
+        tg__io_fail(TG_ERR_NOMEM, who, label, "out of memory for %lld bytes", (long long)x->numel);
         free(x);
         return NULL;
     }
@@ -188,17 +168,17 @@ tg_idx *tg_idx_read(const char *path)
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        fail(TG_ERR_IO, who, path, "cannot open: %s", errstr(errno, eb, sizeof eb));
+        tg__io_fail(TG_ERR_IO, who, path, "cannot open: %s", tg__io_errstr(errno, eb, sizeof eb));
         return NULL;
     }
     tg_idx *x = NULL;
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        fail(TG_ERR_IO, who, path, "cannot stat: %s", errstr(errno, eb, sizeof eb));
+        tg__io_fail(TG_ERR_IO, who, path, "cannot stat: %s", tg__io_errstr(errno, eb, sizeof eb));
         goto fail;
     }
     if (!S_ISREG(st.st_mode)) {
-        fail(TG_ERR_IO, who, path, "is not a regular file (read it into memory and use "
+        tg__io_fail(TG_ERR_IO, who, path, "is not a regular file (read it into memory and use "
                                    "tg_idx_parse)");
         goto fail;
     }
@@ -208,12 +188,12 @@ tg_idx *tg_idx_read(const char *path)
     size_t want_h = total < sizeof h ? (size_t)total : sizeof h;
     ssize_t got = read_full(fd, h, want_h);
     if (got < 0) {
-        fail(TG_ERR_IO, who, path, "read failed: %s", errstr(errno, eb, sizeof eb));
+        tg__io_fail(TG_ERR_IO, who, path, "read failed: %s", tg__io_errstr(errno, eb, sizeof eb));
         goto fail;
     }
     x = calloc(1, sizeof *x);
     if (!x) {
-        fail(TG_ERR_NOMEM, who, path, "out of memory");
+        tg__io_fail(TG_ERR_NOMEM, who, path, "out of memory");
         goto fail;
     }
     size_t hl;
@@ -221,7 +201,7 @@ tg_idx *tg_idx_read(const char *path)
         goto fail;
     size_t n = (size_t)x->numel;
     if (!(x->data = malloc(n > 0 ? n : 1))) {
-        fail(TG_ERR_NOMEM, who, path, "out of memory for %zu bytes", n);
+        tg__io_fail(TG_ERR_NOMEM, who, path, "out of memory for %zu bytes", n);
         goto fail;
     }
     size_t have = (size_t)got - hl; /* data bytes already in h */
@@ -230,12 +210,12 @@ tg_idx *tg_idx_read(const char *path)
     memcpy(x->data, h + hl, have);
     ssize_t r = read_full(fd, x->data + have, n - have);
     if (r < 0) {
-        fail(TG_ERR_IO, who, path, "read failed: %s", errstr(errno, eb, sizeof eb));
+        tg__io_fail(TG_ERR_IO, who, path, "read failed: %s", tg__io_errstr(errno, eb, sizeof eb));
         goto fail;
     }
     unsigned char extra;
     if ((size_t)r != n - have || read_full(fd, &extra, 1) != 0) {
-        fail(TG_ERR_IO, who, path, "the file changed size while being read");
+        tg__io_fail(TG_ERR_IO, who, path, "the file changed size while being read");
         goto fail;
     }
     close(fd);

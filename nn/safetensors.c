@@ -11,6 +11,8 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include "io.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,30 +36,6 @@ const char *tg_st_dtype_name(tg_st_dtype dtype)
     case TG_ST_I64: return "I64";
     }
     return "?";
-}
-
-/* Records "who: label: message" and returns code. */
-static int fail(int code, const char *who, const char *label, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-static int fail(int code, const char *who, const char *label, const char *fmt, ...)
-{
-    char msg[896];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return tg_set_error(code, "%s: %s: %s", who, label, msg);
-}
-
-/* strerror without the static buffer (POSIX strerror_r). */
-static const char *errstr(int e, char *buf, size_t size)
-{
-    if (strerror_r(e, buf, size) != 0)
-        snprintf(buf, size, "error %d", e);
-    return buf;
 }
 
 /* s (len bytes) quoted for a message: "name", with ", \ and bytes outside
@@ -226,7 +204,7 @@ static int perr(st_parser *ps, size_t at, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return fail(TG_ERR_FORMAT, ps->who, ps->label, "header byte %zu: %s", at, msg);
+    return tg__io_fail(TG_ERR_FORMAT, ps->who, ps->label, "header byte %zu: %s", at, msg);
 }
 
 static void skip_ws(st_parser *ps)
@@ -267,7 +245,7 @@ static int push_bytes(st_parser *ps, const void *b, size_t k)
             cap *= 2;
         char *s = realloc(ps->s, cap);
         if (!s)
-            return fail(TG_ERR_NOMEM, ps->who, ps->label, "out of memory parsing the header");
+            return tg__io_fail(TG_ERR_NOMEM, ps->who, ps->label, "out of memory parsing the header");
         ps->s = s;
         ps->s_cap = cap;
     }
@@ -536,11 +514,11 @@ static int parse_entry(st_parser *ps, st_entry *en, size_t name_len)
                     for (size_t i = 0; i < sizeof unsupported_dtypes / sizeof *unsupported_dtypes;
                          i++)
                         if (!ps->s_nul && strcmp(ps->s, unsupported_dtypes[i]) == 0)
-                            return fail(TG_ERR_DTYPE, ps->who, ps->label,
+                            return tg__io_fail(TG_ERR_DTYPE, ps->who, ps->label,
                                         "%s: dtype %s is not supported (tgrad reads F32, F64 "
                                         "and I64)",
                                         ctx, qd);
-                    return fail(TG_ERR_FORMAT, ps->who, ps->label, "%s: unknown dtype %s", ctx,
+                    return tg__io_fail(TG_ERR_FORMAT, ps->who, ps->label, "%s: unknown dtype %s", ctx,
                                 qd);
                 }
             } else if (which == 2) {
@@ -569,34 +547,34 @@ static int parse_entry(st_parser *ps, st_entry *en, size_t name_len)
     }
     ps->pos++; /* '}' */
     if (!seen_dtype || !seen_shape || !seen_offsets)
-        return fail(TG_ERR_FORMAT, ps->who, ps->label, "%s: missing \"%s\"", ctx,
+        return tg__io_fail(TG_ERR_FORMAT, ps->who, ps->label, "%s: missing \"%s\"", ctx,
                     !seen_dtype ? "dtype" : !seen_shape ? "shape" : "data_offsets");
 
     /* The entry on its own: dims, byte count, offsets inside the data section. */
     char ss[TG_SHAPE_STR_MAX];
     for (int i = 0; i < en->ndim; i++)
         if (en->shape[i] < 0)
-            return fail(TG_ERR_FORMAT, ps->who, ps->label,
+            return tg__io_fail(TG_ERR_FORMAT, ps->who, ps->label,
                         "%s: negative dimension %lld in shape %s", ctx,
                         (long long)en->shape[i], shape_str(ss, sizeof ss, en->ndim, en->shape));
     uint64_t nbytes;
     if (shape_bytes(en->ndim, en->shape, tg_st_dtype_size((tg_st_dtype)en->dtype),
                     (uint64_t)INT64_MAX, &nbytes))
-        return fail(TG_ERR_FORMAT, ps->who, ps->label, "%s: byte count of %s shape %s overflows",
+        return tg__io_fail(TG_ERR_FORMAT, ps->who, ps->label, "%s: byte count of %s shape %s overflows",
                     ctx, tg_st_dtype_name((tg_st_dtype)en->dtype),
                     shape_str(ss, sizeof ss, en->ndim, en->shape));
     if (en->begin < 0 || en->end < en->begin)
-        return fail(TG_ERR_FORMAT, ps->who, ps->label,
+        return tg__io_fail(TG_ERR_FORMAT, ps->who, ps->label,
                     "%s: data_offsets [%lld, %lld] are negative or reversed", ctx,
                     (long long)en->begin, (long long)en->end);
     if ((uint64_t)en->end > ps->data_size)
-        return fail(TG_ERR_FORMAT, ps->who, ps->label,
+        return tg__io_fail(TG_ERR_FORMAT, ps->who, ps->label,
                     "%s: data_offsets [%lld, %lld] run past the end of the data section (%llu "
                     "bytes)",
                     ctx, (long long)en->begin, (long long)en->end,
                     (unsigned long long)ps->data_size);
     if ((uint64_t)(en->end - en->begin) != nbytes)
-        return fail(TG_ERR_FORMAT, ps->who, ps->label,
+        return tg__io_fail(TG_ERR_FORMAT, ps->who, ps->label,
                     "%s: data_offsets [%lld, %lld] do not match dtype %s and shape %s (%llu "
                     "elements, %llu bytes)",
                     ctx, (long long)en->begin, (long long)en->end,
@@ -614,7 +592,7 @@ static int meta_reserve(st_parser *ps, st_doc *d)
         int cap = d->cap_meta ? d->cap_meta * 2 : 8;
         char **m = realloc(d->meta, (size_t)cap * sizeof *m);
         if (!m)
-            return fail(TG_ERR_NOMEM, ps->who, ps->label, "out of memory parsing the header");
+            return tg__io_fail(TG_ERR_NOMEM, ps->who, ps->label, "out of memory parsing the header");
         d->meta = m;
         d->cap_meta = cap;
     }
@@ -625,7 +603,7 @@ static char *dup_s(st_parser *ps)
 {
     char *c = malloc(ps->s_len + 1);
     if (!c) {
-        fail(TG_ERR_NOMEM, ps->who, ps->label, "out of memory parsing the header");
+        tg__io_fail(TG_ERR_NOMEM, ps->who, ps->label, "out of memory parsing the header");
         return NULL;
     }
     memcpy(c, ps->s, ps->s_len + 1);
@@ -737,7 +715,7 @@ static int parse_top(st_parser *ps, st_doc *d)
                     int cap = d->cap ? d->cap * 2 : 16;
                     st_entry *e = realloc(d->e, (size_t)cap * sizeof *e);
                     if (!e)
-                        return fail(TG_ERR_NOMEM, ps->who, ps->label,
+                        return tg__io_fail(TG_ERR_NOMEM, ps->who, ps->label,
                                     "out of memory parsing the header");
                     d->e = e;
                     d->cap = cap;
@@ -852,7 +830,7 @@ const tg_st_tensor *tg_st_at(const tg_st_file *f, int i)
         return NULL;
     }
     if (i < 0 || i >= f->n) {
-        fail(TG_ERR_ARG, "tg_st_at", f->label, "index %d is outside 0..%d", i, f->n - 1);
+        tg__io_fail(TG_ERR_ARG, "tg_st_at", f->label, "index %d is outside 0..%d", i, f->n - 1);
         return NULL;
     }
     return &f->t[i];
@@ -876,7 +854,7 @@ const tg_st_tensor *tg_st_find(const tg_st_file *f, const char *name)
             lo = mid + 1;
     }
     char qn[QBUF];
-    fail(TG_ERR_ARG, "tg_st_find", f->label, "no tensor named %s",
+    tg__io_fail(TG_ERR_ARG, "tg_st_find", f->label, "no tensor named %s",
          quote(qn, sizeof qn, name, strlen(name)));
     return NULL;
 }
@@ -915,7 +893,7 @@ static int check_doc(st_parser *ps, st_doc *d, const unsigned char *bytes, size_
     for (int i = 1; i < n; i++) {
         const char *s = d->e[by_name[i]].name;
         if (strcmp(d->e[by_name[i - 1]].name, s) == 0)
-            return fail(TG_ERR_FORMAT, who, label, "duplicate tensor name %s",
+            return tg__io_fail(TG_ERR_FORMAT, who, label, "duplicate tensor name %s",
                         quote(q1, sizeof q1, s, strlen(s)));
     }
 
@@ -923,7 +901,7 @@ static int check_doc(st_parser *ps, st_doc *d, const unsigned char *bytes, size_
         qsort(d->meta, (size_t)d->n_meta, 2 * sizeof *d->meta, cmp_meta);
     for (int i = 1; i < d->n_meta; i++)
         if (strcmp(d->meta[2 * i - 2], d->meta[2 * i]) == 0)
-            return fail(TG_ERR_FORMAT, who, label, "duplicate __metadata__ key %s",
+            return tg__io_fail(TG_ERR_FORMAT, who, label, "duplicate __metadata__ key %s",
                         quote(q1, sizeof q1, d->meta[2 * i], strlen(d->meta[2 * i])));
 
     for (int i = 0; i < n; i++)
@@ -934,7 +912,7 @@ static int check_doc(st_parser *ps, st_doc *d, const unsigned char *bytes, size_
         const st_entry *e = &d->e[idx[i]];
         if (e->begin < at) {
             const st_entry *p = &d->e[idx[i - 1]];
-            return fail(TG_ERR_FORMAT, who, label,
+            return tg__io_fail(TG_ERR_FORMAT, who, label,
                         "data_offsets of tensor %s [%lld, %lld] and tensor %s [%lld, %lld] "
                         "overlap",
                         quote(q1, sizeof q1, p->name, strlen(p->name)), (long long)p->begin,
@@ -942,7 +920,7 @@ static int check_doc(st_parser *ps, st_doc *d, const unsigned char *bytes, size_
                         (long long)e->begin, (long long)e->end);
         }
         if (e->begin > at)
-            return fail(TG_ERR_FORMAT, who, label,
+            return tg__io_fail(TG_ERR_FORMAT, who, label,
                         "bytes [%lld, %lld) of the data section belong to no tensor (a gap "
                         "before tensor %s)",
                         (long long)at, (long long)e->begin,
@@ -950,7 +928,7 @@ static int check_doc(st_parser *ps, st_doc *d, const unsigned char *bytes, size_
         at = e->end;
     }
     if ((uint64_t)at != ps->data_size)
-        return fail(TG_ERR_FORMAT, who, label,
+        return tg__io_fail(TG_ERR_FORMAT, who, label,
                     "the data section has %llu bytes but the tensors cover only [0, %lld)",
                     (unsigned long long)ps->data_size, (long long)at);
 
@@ -964,12 +942,12 @@ static int check_doc(st_parser *ps, st_doc *d, const unsigned char *bytes, size_
         memcpy(said, bytes + p, 8);
         said[8] = '\0';
         if ((uint32_t)strtoul(said, NULL, 16) != c)
-            return fail(TG_ERR_FORMAT, who, label,
+            return tg__io_fail(TG_ERR_FORMAT, who, label,
                         "crc32 mismatch: the file says %s, its contents give %08lx (the file "
                         "is corrupt)",
                         said, (unsigned long)c);
     } else if (flags & TG_ST_REQUIRE_CRC) {
-        return fail(TG_ERR_FORMAT, who, label,
+        return tg__io_fail(TG_ERR_FORMAT, who, label,
                     "no \"" ST_CRC_KEY "\" in __metadata__ (TG_ST_REQUIRE_CRC): not written by "
                     "tgrad, or its metadata was edited");
     }
@@ -987,7 +965,7 @@ static tg_st_file *finish(st_parser *ps, st_doc *d, const unsigned char *bytes, 
     int *idx = malloc(cnt * sizeof *idx), *tmp = malloc(cnt * sizeof *tmp);
     tg_st_file *f = calloc(1, sizeof *f);
     if (!idx || !tmp || !f || !(f->by_name = malloc(cnt * sizeof *f->by_name))) {
-        fail(TG_ERR_NOMEM, who, label, "out of memory");
+        tg__io_fail(TG_ERR_NOMEM, who, label, "out of memory");
         goto fail;
     }
     if (check_doc(ps, d, bytes, size, flags, idx, f->by_name, tmp))
@@ -1005,13 +983,13 @@ static tg_st_file *finish(st_parser *ps, st_doc *d, const unsigned char *bytes, 
         block_size = ST_DATA_ALIGN;
     if (posix_memalign(&f->block, ST_DATA_ALIGN, block_size) != 0) {
         f->block = NULL;
-        fail(TG_ERR_NOMEM, who, label, "out of memory for %zu bytes of tensor data", block_size);
+        tg__io_fail(TG_ERR_NOMEM, who, label, "out of memory for %zu bytes of tensor data", block_size);
         goto fail;
     }
     if (!(f->t = calloc(cnt, sizeof *f->t)) ||
         !(f->meta = calloc(2 * (size_t)d->n_meta + 1, sizeof *f->meta)) ||
         !(f->pool = malloc(pool_size))) {
-        fail(TG_ERR_NOMEM, who, label, "out of memory");
+        tg__io_fail(TG_ERR_NOMEM, who, label, "out of memory");
         goto fail;
     }
     f->n = n;
@@ -1066,7 +1044,7 @@ static tg_st_file *parse_bytes(const char *who, const char *label, const unsigne
                                size_t size, unsigned flags)
 {
     if (size < 8) {
-        fail(TG_ERR_FORMAT, who, label,
+        tg__io_fail(TG_ERR_FORMAT, who, label,
              "file is %zu bytes, shorter than the 8-byte header size prefix", size);
         return NULL;
     }
@@ -1074,13 +1052,13 @@ static tg_st_file *parse_bytes(const char *who, const char *label, const unsigne
     for (int i = 7; i >= 0; i--)
         hn = hn << 8 | bytes[i];
     if (hn > ST_HEADER_MAX) {
-        fail(TG_ERR_FORMAT, who, label,
+        tg__io_fail(TG_ERR_FORMAT, who, label,
              "header size %llu exceeds the limit of %zu bytes (100 MiB)", (unsigned long long)hn,
              ST_HEADER_MAX);
         return NULL;
     }
     if (hn > size - 8) {
-        fail(TG_ERR_FORMAT, who, label,
+        tg__io_fail(TG_ERR_FORMAT, who, label,
              "header size %llu runs past the end of the file (%zu bytes after the 8-byte "
              "prefix): truncated?",
              (unsigned long long)hn, size - 8);
@@ -1120,16 +1098,16 @@ static int read_all(const char *who, const char *path, unsigned char **out, size
     char eb[128];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fail(TG_ERR_IO, who, path, "cannot open: %s", errstr(errno, eb, sizeof eb));
+        return tg__io_fail(TG_ERR_IO, who, path, "cannot open: %s", tg__io_errstr(errno, eb, sizeof eb));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return fail(TG_ERR_IO, who, path, "cannot stat: %s", errstr(e, eb, sizeof eb));
+        return tg__io_fail(TG_ERR_IO, who, path, "cannot stat: %s", tg__io_errstr(e, eb, sizeof eb));
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
-        return fail(TG_ERR_IO, who, path, "is a folder, not a file");
+        return tg__io_fail(TG_ERR_IO, who, path, "is a folder, not a file");
     }
     size_t cap = 4096;
     if (S_ISREG(st.st_mode) && st.st_size > 0 && (uint64_t)st.st_size < SIZE_MAX - 1)
@@ -1138,20 +1116,20 @@ static int read_all(const char *who, const char *path, unsigned char **out, size
     size_t len = 0;
     if (!buf) {
         close(fd);
-        return fail(TG_ERR_NOMEM, who, path, "out of memory for %zu bytes", cap);
+        return tg__io_fail(TG_ERR_NOMEM, who, path, "out of memory for %zu bytes", cap);
     }
     for (;;) {
         if (len == cap) {
             if (cap > SIZE_MAX / 2) {
                 free(buf);
                 close(fd);
-                return fail(TG_ERR_NOMEM, who, path, "file too large");
+                return tg__io_fail(TG_ERR_NOMEM, who, path, "file too large");
             }
             unsigned char *nb = realloc(buf, cap * 2);
             if (!nb) {
                 free(buf);
                 close(fd);
-                return fail(TG_ERR_NOMEM, who, path, "out of memory for %zu bytes", cap * 2);
+                return tg__io_fail(TG_ERR_NOMEM, who, path, "out of memory for %zu bytes", cap * 2);
             }
             buf = nb;
             cap *= 2;
@@ -1163,8 +1141,8 @@ static int read_all(const char *who, const char *path, unsigned char **out, size
             int e = errno;
             free(buf);
             close(fd);
-            return fail(TG_ERR_IO, who, path, "read failed after %zu bytes: %s", len,
-                        errstr(e, eb, sizeof eb));
+            return tg__io_fail(TG_ERR_IO, who, path, "read failed after %zu bytes: %s", len,
+                        tg__io_errstr(e, eb, sizeof eb));
         }
         if (r == 0)
             break;
@@ -1382,34 +1360,34 @@ static int validate_tensor(const char *path, const tg_st_tensor *t, int i, uint6
     const char *who = "tg_st_write";
     char qn[QBUF], ss[TG_SHAPE_STR_MAX];
     if (!t->name)
-        return fail(TG_ERR_NULL, who, path, "tensor %d: name is NULL", i);
+        return tg__io_fail(TG_ERR_NULL, who, path, "tensor %d: name is NULL", i);
     size_t len = strlen(t->name);
     quote(qn, sizeof qn, t->name, len);
     if (len == 0)
-        return fail(TG_ERR_ARG, who, path, "tensor %d: empty name", i);
+        return tg__io_fail(TG_ERR_ARG, who, path, "tensor %d: empty name", i);
     if (len > ST_NAME_MAX)
-        return fail(TG_ERR_ARG, who, path, "tensor %d: name %s is %zu bytes (at most %d)", i, qn,
+        return tg__io_fail(TG_ERR_ARG, who, path, "tensor %d: name %s is %zu bytes (at most %d)", i, qn,
                     len, ST_NAME_MAX);
     if (utf8_valid_prefix((const unsigned char *)t->name, len) != len)
-        return fail(TG_ERR_ARG, who, path, "tensor %d: name %s is not valid UTF-8", i, qn);
+        return tg__io_fail(TG_ERR_ARG, who, path, "tensor %d: name %s is not valid UTF-8", i, qn);
     if (strcmp(t->name, "__metadata__") == 0)
-        return fail(TG_ERR_ARG, who, path, "tensor %d: the name \"__metadata__\" is reserved", i);
+        return tg__io_fail(TG_ERR_ARG, who, path, "tensor %d: the name \"__metadata__\" is reserved", i);
     if ((unsigned)t->dtype > (unsigned)TG_ST_I64)
-        return fail(TG_ERR_ARG, who, path, "tensor %s: unknown dtype %d", qn, (int)t->dtype);
+        return tg__io_fail(TG_ERR_ARG, who, path, "tensor %s: unknown dtype %d", qn, (int)t->dtype);
     if (t->ndim < 0 || t->ndim > TG_MAX_DIMS)
-        return fail(TG_ERR_ARG, who, path, "tensor %s: ndim %d is outside 0..%d", qn, t->ndim,
+        return tg__io_fail(TG_ERR_ARG, who, path, "tensor %s: ndim %d is outside 0..%d", qn, t->ndim,
                     TG_MAX_DIMS);
     for (int k = 0; k < t->ndim; k++)
         if (t->shape[k] < 0)
-            return fail(TG_ERR_ARG, who, path, "tensor %s: negative dimension in shape %s", qn,
+            return tg__io_fail(TG_ERR_ARG, who, path, "tensor %s: negative dimension in shape %s", qn,
                         shape_str(ss, sizeof ss, t->ndim, t->shape));
     if (shape_bytes(t->ndim, t->shape, tg_st_dtype_size(t->dtype), (uint64_t)INT64_MAX / 2,
                     nbytes) ||
         *nbytes > (uint64_t)(SIZE_MAX / 2))
-        return fail(TG_ERR_OVERFLOW, who, path, "tensor %s: byte count of shape %s overflows", qn,
+        return tg__io_fail(TG_ERR_OVERFLOW, who, path, "tensor %s: byte count of shape %s overflows", qn,
                     shape_str(ss, sizeof ss, t->ndim, t->shape));
     if (*nbytes > 0 && !t->data)
-        return fail(TG_ERR_NULL, who, path, "tensor %s: data is NULL for shape %s", qn,
+        return tg__io_fail(TG_ERR_NULL, who, path, "tensor %s: data is NULL for shape %s", qn,
                     shape_str(ss, sizeof ss, t->ndim, t->shape));
     return 0;
 }
@@ -1435,7 +1413,7 @@ static int build_header(const char *path, const tg_st_tensor *tensors, int n,
     qsort(items, (size_t)n, sizeof *items, cmp_item_name);
     for (int i = 1; i < n; i++)
         if (strcmp(items[i - 1].name, items[i].name) == 0)
-            return fail(TG_ERR_ARG, who, path, "duplicate tensor name %s",
+            return tg__io_fail(TG_ERR_ARG, who, path, "duplicate tensor name %s",
                         quote(q1, sizeof q1, items[i].name, strlen(items[i].name)));
     qsort(items, (size_t)n, sizeof *items, cmp_write_order);
 
@@ -1444,14 +1422,14 @@ static int build_header(const char *path, const tg_st_tensor *tensors, int n,
     for (int i = 0; i < n_meta; i++) {
         const char *k = meta_kv[2 * i], *v = meta_kv[2 * i + 1];
         if (!k || !v)
-            return fail(TG_ERR_NULL, who, path, "metadata pair %d has a NULL %s", i,
+            return tg__io_fail(TG_ERR_NULL, who, path, "metadata pair %d has a NULL %s", i,
                         k ? "value" : "key");
         if (utf8_valid_prefix((const unsigned char *)k, strlen(k)) != strlen(k) ||
             utf8_valid_prefix((const unsigned char *)v, strlen(v)) != strlen(v))
-            return fail(TG_ERR_ARG, who, path, "metadata pair %d (key %s) is not valid UTF-8", i,
+            return tg__io_fail(TG_ERR_ARG, who, path, "metadata pair %d (key %s) is not valid UTF-8", i,
                         quote(q1, sizeof q1, k, strlen(k)));
         if (strcmp(k, ST_CRC_KEY) == 0)
-            return fail(TG_ERR_ARG, who, path,
+            return tg__io_fail(TG_ERR_ARG, who, path,
                         "metadata key \"" ST_CRC_KEY "\" is reserved (the writer adds it)");
         if (strcmp(k, "format") == 0)
             has_format = 1;
@@ -1470,7 +1448,7 @@ static int build_header(const char *path, const tg_st_tensor *tensors, int n,
     qsort(pairs, (size_t)np, 2 * sizeof *pairs, cmp_pair);
     for (int i = 1; i < np; i++)
         if (strcmp(pairs[2 * i - 2], pairs[2 * i]) == 0)
-            return fail(TG_ERR_ARG, who, path, "duplicate metadata key %s",
+            return tg__io_fail(TG_ERR_ARG, who, path, "duplicate metadata key %s",
                         quote(q1, sizeof q1, pairs[2 * i], strlen(pairs[2 * i])));
 
     /* Compact JSON as serde_json writes it: __metadata__ first, then the
@@ -1491,7 +1469,7 @@ static int build_header(const char *path, const tg_st_tensor *tensors, int n,
         const tg_st_tensor *t = &tensors[items[i].idx];
         uint64_t nb = nbytes[items[i].idx];
         if (nb > (uint64_t)INT64_MAX - off)
-            return fail(TG_ERR_OVERFLOW, who, path, "the total data size overflows");
+            return tg__io_fail(TG_ERR_OVERFLOW, who, path, "the total data size overflows");
         sb_str(hb, ",");
         sb_json(hb, t->name);
         sb_str(hb, ":{\"dtype\":\"");
@@ -1513,9 +1491,9 @@ static int build_header(const char *path, const tg_st_tensor *tensors, int n,
     while (!hb->oom && hb->len % 8 != 0)
         sb_str(hb, " ");
     if (hb->oom)
-        return fail(TG_ERR_NOMEM, who, path, "out of memory building the header");
+        return tg__io_fail(TG_ERR_NOMEM, who, path, "out of memory building the header");
     if (hb->len > ST_HEADER_MAX)
-        return fail(TG_ERR_ARG, who, path,
+        return tg__io_fail(TG_ERR_ARG, who, path,
                     "the header of %zu bytes exceeds the limit of %zu bytes (100 MiB)", hb->len,
                     ST_HEADER_MAX);
     return 0;
@@ -1528,11 +1506,11 @@ int tg_st_write(const char *path, const tg_st_tensor *tensors, int n, const char
     if (!path)
         return tg_set_error(TG_ERR_NULL, "tg_st_write: path is NULL");
     if (n < 0 || n_meta < 0)
-        return fail(TG_ERR_ARG, who, path, "negative count (n %d, n_meta %d)", n, n_meta);
+        return tg__io_fail(TG_ERR_ARG, who, path, "negative count (n %d, n_meta %d)", n, n_meta);
     if (n > 0 && !tensors)
-        return fail(TG_ERR_NULL, who, path, "tensors is NULL for n %d", n);
+        return tg__io_fail(TG_ERR_NULL, who, path, "tensors is NULL for n %d", n);
     if (n_meta > 0 && !meta_kv)
-        return fail(TG_ERR_NULL, who, path, "meta_kv is NULL for n_meta %d", n_meta);
+        return tg__io_fail(TG_ERR_NULL, who, path, "meta_kv is NULL for n_meta %d", n_meta);
 
     int rc = 0, fd = -1, created = 0;
     size_t plen = strlen(path), crc_pos = 0;
@@ -1547,7 +1525,7 @@ int tg_st_write(const char *path, const tg_st_tensor *tensors, int n, const char
     struct stat st;
 
     if (!items || !nbytes || !pairs || !tmp_path || !dir) {
-        rc = fail(TG_ERR_NOMEM, who, path, "out of memory");
+        rc = tg__io_fail(TG_ERR_NOMEM, who, path, "out of memory");
         goto out;
     }
     if ((rc = build_header(path, tensors, n, meta_kv, n_meta, items, nbytes, pairs, &hb,
@@ -1572,8 +1550,8 @@ int tg_st_write(const char *path, const tg_st_tensor *tensors, int n, const char
     memcpy(tmp_path + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
     fd = mkstemp(tmp_path);
     if (fd < 0) {
-        rc = fail(TG_ERR_IO, who, path, "cannot create the temporary file %s: %s", tmp_path,
-                  errstr(errno, eb, sizeof eb));
+        rc = tg__io_fail(TG_ERR_IO, who, path, "cannot create the temporary file %s: %s", tmp_path,
+                  tg__io_errstr(errno, eb, sizeof eb));
         goto out;
     }
     created = 1;
@@ -1609,19 +1587,19 @@ int tg_st_write(const char *path, const tg_st_tensor *tensors, int n, const char
         int e = errno;
         if (dfd >= 0)
             close(dfd);
-        rc = fail(TG_ERR_IO, who, path,
+        rc = tg__io_fail(TG_ERR_IO, who, path,
                   "the new file is in place but fsync of its folder %s failed: %s (it may not "
                   "survive a power loss)",
-                  dir, errstr(e, eb, sizeof eb));
+                  dir, tg__io_errstr(e, eb, sizeof eb));
         goto out;
     }
     close(dfd);
     goto out;
 
 io_fail:
-    rc = fail(TG_ERR_IO, who, path,
+    rc = tg__io_fail(TG_ERR_IO, who, path,
               "cannot %s the temporary file %s: %s (the old file, if any, is untouched)", step,
-              tmp_path, errstr(errno, eb, sizeof eb));
+              tmp_path, tg__io_errstr(errno, eb, sizeof eb));
 out:
     if (fd >= 0)
         close(fd);
