@@ -449,7 +449,7 @@ Test(nn_data, mnist_loader_normalises_and_shuffles_by_seed)
     cr_assert_eq(tg_nn_mnist_load(&ds, ip, lp, 0.5, 0.25), TG_OK, "%s", tg_last_error());
     cr_expect_eq(ds.n, 10);
     cr_expect_eq(ds.h, 2);
-    cr_expect(fabs(ds.images[5] - (float)((30.0 / 255 - 0.5) / 0.25)) < 1e-6);
+    cr_expect(fabs((double)ds.images[5] - (double)(float)((30.0 / 255 - 0.5) / 0.25)) < 1e-6);
 
     tg_nn_loader *a = tg_nn_loader_new(&ds, 4, true, 7), *b = tg_nn_loader_new(&ds, 4, true, 7);
     cr_expect_eq(tg_nn_loader_n_batches(a), 3);
