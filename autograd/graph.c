@@ -114,20 +114,9 @@ void tg_graph_reset(tg_graph *g)
 {
     if (!g)
         return;
-    /* A pass that spilled into several chunks gets one chunk of the total
-     * size, so the next pass of the same shape fits without allocating. */
-    if (g->first->next) {
-        size_t total = g->reserved;
-        tg__chunk *one = chunk_new(total);
-        if (one) {
-            for (tg__chunk *c = g->first, *next; c; c = next) {
-                next = c->next;
-                chunk_free(c);
-            }
-            g->first = one;
-            g->reserved = one->size;
-        }
-    }
+    /* Rewind every chunk and keep them all: a pass that repeats the previous
+     * one's requests lands in the same chunks and allocates nothing. (Merging
+     * the chunks into one would cost an allocation in the second pass.) */
     for (tg__chunk *c = g->first; c; c = c->next) {
         c->used = 0;
         POISON(c->mem, c->size);
