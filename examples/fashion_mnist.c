@@ -149,7 +149,8 @@ static int64_t n_correct(const tg_tensor *logits, const int64_t *labels)
 
 static int evaluate(tg_nn_module *m, const tg_nn_dataset *test, double *loss, double *acc)
 {
-    tg_nn_loader *l = tg_nn_loader_new(test, 1000, false, 0);
+    /* Batch 100 keeps the no-grad pass's activations small (peak memory). */
+    tg_nn_loader *l = tg_nn_loader_new(test, 100, false, 0);
     tg_graph *g = tg_graph_new();
     if (!l || !g) {
         tg_nn_loader_free(l);

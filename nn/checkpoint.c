@@ -142,7 +142,8 @@ int tg_nn_optim_save(const tg_nn_optim *o, const char *path)
         }
         if (o->kind != TG_NN_OPTIM_SGD) {
             snprintf(names[k], sizeof names[k], "state.%s.step", s->name);
-            ts[k++] = (tg_st_tensor){.name = names[k - 1], .dtype = TG_ST_I64, .data = &s->steps};
+            ts[k] = (tg_st_tensor){.name = names[k], .dtype = TG_ST_I64, .data = &s->steps};
+            k++;
         }
     }
     ts[k++] = (tg_st_tensor){.name = "steps", .dtype = TG_ST_I64, .data = &o->n_steps};

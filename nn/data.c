@@ -39,17 +39,18 @@ int tg_nn_mnist_load(tg_nn_dataset *ds, const char *images_path, const char *lab
         ds->c = 1;
         ds->h = im->dims[1];
         ds->w = im->dims[2];
-        ds->images = malloc((size_t)(im->numel ? im->numel : 1) * sizeof *ds->images);
+        ds->mean = mean;
+        ds->std = std;
         ds->labels = malloc((size_t)(ds->n ? ds->n : 1) * sizeof *ds->labels);
-        if (!ds->images || !ds->labels) {
+        if (!ds->labels) {
             tg_nn_dataset_free(ds);
             rc = tg_set_error(TG_ERR_NOMEM, "%s: out of memory", who);
         }
     }
     if (rc == TG_OK) {
-        const float scale = (float)(1.0 / (255.0 * std)), shift = (float)(mean / std);
-        for (int64_t i = 0; i < im->numel; i++)
-            ds->images[i] = (float)im->data[i] * scale - shift;
+        /* Keep the image bytes: take them over from the IDX buffer. */
+        ds->pixels = im->data;
+        im->data = NULL;
         for (int64_t i = 0; i < ds->n; i++)
             ds->labels[i] = lb->data[i];
     }
@@ -62,7 +63,7 @@ void tg_nn_dataset_free(tg_nn_dataset *ds)
 {
     if (!ds)
         return;
-    free(ds->images);
+    free(ds->pixels);
     free(ds->labels);
     memset(ds, 0, sizeof *ds);
 }
@@ -79,7 +80,7 @@ struct tg_nn_loader {
 
 tg_nn_loader *tg_nn_loader_new(const tg_nn_dataset *ds, int64_t batch, bool shuffle, uint64_t seed)
 {
-    if (!ds || !ds->images || batch <= 0) {
+    if (!ds || !ds->pixels || batch <= 0) {
         tg_set_error(TG_ERR_ARG, "tg_nn_loader_new: needs a loaded dataset and batch > 0 (batch %lld)",
                      (long long)batch);
         return NULL;
@@ -150,9 +151,12 @@ tg_tensor *tg_nn_loader_next(tg_nn_loader *l, tg_graph *g, const int64_t **label
         return NULL;
     int64_t per = ds->c * ds->h * ds->w;
     float *dst = tg_tensor_data(x);
+    const float scale = (float)(1.0 / (255.0 * ds->std)), shift = (float)(ds->mean / ds->std);
     for (int64_t i = 0; i < b; i++) {
         int64_t k = l->perm[l->pos + i];
-        memcpy(dst + i * per, ds->images + k * per, (size_t)per * sizeof *dst);
+        const uint8_t *src = ds->pixels + k * per;
+        for (int64_t j = 0; j < per; j++)
+            dst[i * per + j] = (float)src[j] * scale - shift;
         l->labels[i] = ds->labels[k];
     }
     l->pos += b;

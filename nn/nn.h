@@ -165,12 +165,14 @@ int tg_nn_load_ex(tg_nn_module *m, const char *path, unsigned flags);
 
 /* ------------------------------------------------------------- data */
 
-/* Images as float32 [N, C, H, W], normalised (x / 255 - mean) / std, and
- * int64 labels. */
+/* Images kept as their raw bytes [N, C, H, W] (a quarter of the memory of
+ * float32), normalised to float32 (x / 255 - mean) / std as each batch is
+ * made, and int64 labels. */
 typedef struct tg_nn_dataset {
     int64_t n, c, h, w;
-    float *images;
+    uint8_t *pixels;
     int64_t *labels;
+    double mean, std;
 } tg_nn_dataset;
 
 /* Reads an IDX image file (N x H x W bytes) and an IDX label file (N bytes,
