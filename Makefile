@@ -146,7 +146,7 @@ bench-fmnist: bench-deps
 
 # Development: one test file against the core plus the named sources, in its
 # own folder, e.g. make unit T=tests/test_ops_pool.c SRCS=ops/pool.c BUILD=build-pool
-UNIT_SRC = $(wildcard autograd/*.c) ops/kernels/gemm.c ops/kernels/threads.c $(SRCS) tests/helpers.c $(T)
+UNIT_SRC = $(wildcard autograd/*.c ops/kernels/gemm*.c ops/kernels/cpu.c ops/kernels/threads.c) $(SRCS) tests/helpers.c $(T)
 unit:
 	@mkdir -p $(BUILD)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $(BUILD)/unit $(UNIT_SRC) -lcriterion $(LDLIBS)
