@@ -26,9 +26,7 @@ static bool check_dtype(const char *who, tg_dtype dtype)
 
 static tg_tensor *linear_forward(tg_nn_module *m, tg_graph *g, tg_tensor *x)
 {
-    tg_tensor *wt = tg_transpose(g, m->entries[0].tensor, 0, 1);
-    tg_tensor *y = tg_matmul(g, x, wt);
-    return m->n_entries > 1 ? tg_add(g, y, m->entries[1].tensor) : y;
+    return tg_linear(g, x, m->entries[0].tensor, m->n_entries > 1 ? m->entries[1].tensor : NULL);
 }
 
 static void linear_describe(const tg_nn_module *m, char *buf, size_t size)

@@ -156,34 +156,63 @@ static int conv2d_shape(const tg_node *n, tg_shape *out)
     return TG_OK;
 }
 
-/* The col scratch of one image and group, from the arena (NULL when im2col is
- * the identity). Returns TG_OK or the allocation's error. */
-static int conv2d_scratch(tg_node *n, const tg__conv2d_geom *g, void **col)
+/* Arena scratch of `elems` elements of `size` bytes (NULL when elems is 0).
+ * Returns TG_OK or the allocation's error. */
+static int scratch(tg_node *n, int64_t elems, size_t size, void **out)
 {
-    int64_t elems = tg__conv2d_col_elems(g);
-    *col = NULL;
+    *out = NULL;
     if (elems == 0)
         return TG_OK;
-    *col = tg_graph_alloc(n->graph, (size_t)elems * tg_dtype_size(tg_tensor_dtype(n->out)));
-    return *col ? TG_OK : tg_last_status();
+    *out = tg_graph_alloc(n->graph, (size_t)elems * size);
+    return *out ? TG_OK : tg_last_status();
+}
+
+/* The float32 scratch a pass needs, from the arena (see tg__conv2d_scratch). */
+static int scratch_f32(tg_node *n, const tg__conv2d_plan *p, bool vjp, bool dx, bool dw, bool db,
+                       tg__conv2d_scratch *s)
+{
+    /* Winograd: the forward and dx need u and wv, dw wv and dwp. im2col:
+     * col and yt for a forward, a dx or a dw, dwp for dw, dbp for db. */
+    const bool gemm = !p->wino && (!vjp || dx || dw);
+    const int64_t elems[6] = {gemm ? p->col_elems : 0,
+                              gemm ? p->yt_elems : 0,
+                              vjp && dw ? p->dwp_elems : 0,
+                              !p->wino && vjp && db && (dx || dw) ? p->dbp_elems : 0,
+                              p->wino && (!vjp || dx) ? p->u_elems : 0,
+                              p->wino && (!vjp || dx || dw) ? p->wv_elems : 0};
+    void *v[6];
+    for (int i = 0; i < 6; i++) {
+        int rc = scratch(n, elems[i], i == 3 ? sizeof(double) : sizeof(float), &v[i]);
+        if (rc != TG_OK)
+            return rc;
+    }
+    *s = (tg__conv2d_scratch){.col = v[0], .yt = v[1], .dwp = v[2], .dbp = v[3], .u = v[4],
+                              .wv = v[5]};
+    return TG_OK;
 }
 
 static int conv2d_forward(tg_node *n)
 {
     tg__conv2d_geom g;
-    void *col;
     int rc = conv2d_geom(n, &g);
-    if (rc == TG_OK)
-        rc = conv2d_scratch(n, &g, &col);
     if (rc != TG_OK)
         return rc;
     const tg_tensor *b = n->n_inputs == 3 ? n->inputs[2] : NULL;
     void *x = tg_tensor_data(n->inputs[0]), *w = tg_tensor_data(n->inputs[1]);
     void *bias = b ? tg_tensor_data(b) : NULL, *y = tg_tensor_data(n->out);
-    if (tg_tensor_dtype(n->out) == TG_F64)
+    if (tg_tensor_dtype(n->out) == TG_F64) {
+        void *col;
+        if ((rc = scratch(n, tg__conv2d_col_elems(&g), sizeof(double), &col)) != TG_OK)
+            return rc;
         tg__conv2d_forward_f64(&g, x, w, bias, y, col);
-    else
-        tg__conv2d_forward_f32(&g, x, w, bias, y, col);
+        return TG_OK;
+    }
+    tg__conv2d_plan p;
+    tg__conv2d_scratch s;
+    tg__conv2d_plan_f32(&g, &p);
+    if ((rc = scratch_f32(n, &p, false, false, false, false, &s)) != TG_OK)
+        return rc;
+    tg__conv2d_forward_f32(&g, &p, x, w, bias, y, &s);
     return TG_OK;
 }
 
@@ -196,19 +225,26 @@ static void *grad_data(tg_node *n, int i)
 static int conv2d_backward(tg_node *n, const tg_tensor *dout)
 {
     tg__conv2d_geom g;
-    void *col = NULL;
     int rc = conv2d_geom(n, &g);
     if (rc != TG_OK)
         return rc;
     void *dx = grad_data(n, 0), *dw = grad_data(n, 1), *db = grad_data(n, 2);
-    if ((dx || dw) && (rc = conv2d_scratch(n, &g, &col)) != TG_OK)
-        return rc;
     void *x = tg_tensor_data(n->inputs[0]), *w = tg_tensor_data(n->inputs[1]);
     void *dy = tg_tensor_data(dout);
-    if (tg_tensor_dtype(dout) == TG_F64)
+    if (tg_tensor_dtype(dout) == TG_F64) {
+        void *col = NULL;
+        if ((dx || dw) &&
+            (rc = scratch(n, tg__conv2d_col_elems(&g), sizeof(double), &col)) != TG_OK)
+            return rc;
         tg__conv2d_backward_f64(&g, x, w, dy, dx, dw, db, col);
-    else
-        tg__conv2d_backward_f32(&g, x, w, dy, dx, dw, db, col);
+        return TG_OK;
+    }
+    tg__conv2d_plan p;
+    tg__conv2d_scratch s;
+    tg__conv2d_plan_f32(&g, &p);
+    if ((rc = scratch_f32(n, &p, true, dx, dw, db, &s)) != TG_OK)
+        return rc;
+    tg__conv2d_backward_f32(&g, &p, x, w, dy, dx, dw, db, &s);
     return TG_OK;
 }
 

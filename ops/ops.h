@@ -71,6 +71,8 @@ tg_tensor *tg_concat(tg_graph *g, tg_tensor *const *xs, int n, int axis);
 /* ---- Linear algebra ---- */
 /* torch.matmul: 1-D dot, 2-D matrix product, batched with broadcast batch dims. */
 tg_tensor *tg_matmul(tg_graph *g, tg_tensor *a, tg_tensor *b);
+/* y = x w^T + b (F.linear): x [..., in], w [out, in], b [out] or NULL -> [..., out] */
+tg_tensor *tg_linear(tg_graph *g, tg_tensor *x, tg_tensor *w, tg_tensor *b);
 
 /* ---- Convolution (issue 3) ----
  * x [N, C, H, W], w [O, C/groups, KH, KW], bias [O] or NULL. Cross-correlation

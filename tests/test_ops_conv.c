@@ -3,6 +3,7 @@
  * direct float64 reference loop in ops/kernels/conv.h, and every error. */
 #include "helpers.h"
 #include "ops/kernels/conv.h"
+#include "ops/kernels/cpu.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@ static tg_tensor *conv_fn(tg_graph *g, tg_tensor **in, int n, void *ctx)
 #define SHP(...) ((const int64_t[]){__VA_ARGS__})
 #define ARGS(...) (&(const tg_conv2d_args){__VA_ARGS__})
 #define DEFAULTS ARGS(.groups = 0) /* every field zero: stride 1, no padding, ... */
+#define ARGS2(...) ((tg_conv2d_args){__VA_ARGS__})
 #define IN4(a, b, c, d) {4, {a, b, c, d}, GC_UNIFORM, false}
 #define IN1(a) {1, {a}, GC_UNIFORM, false}
 #define CB(label, args, x, w, b) {"conv2d", label, conv_fn, args, 3, {x, w, b}}
@@ -521,6 +523,201 @@ Test(ops_conv, both_dtypes_match_reference_with_a_deep_kernel)
     tg_conv2d_args b = {.stride = {2, 2}, .groups = 2, .dilation = {1, 2}};
     cr_expect(check_against_reference(1, 64, 12, 13, 6, 3, 3, b, TG_F32, 5));
     cr_expect(check_against_reference(3, 16, 9, 9, 16, 1, 1, (tg_conv2d_args){0}, TG_F32, 6));
+}
+
+/* --------------------------------------------- the float32 fast path */
+
+/* Shapes that reach every float32 path: the direct kernels (C = 1) with a p
+ * tail, 28-pixel rows, stride 2; the GEMM path with rows of at most 16 (the
+ * gathered col2im), rows over 16 (the padded copy), stride 2 in W and an
+ * image over the padded copy's 8192 floats (the row walk); groups, dilation,
+ * a 1x1 kernel (no im2col in the forward) and empty batches. With the
+ * default budget small images share a block; with a 1-byte budget every image
+ * is its own block (so dw and db sum over several slots) and images taller
+ * than 256 output columns are cut into row bands. */
+static void fast_path_grid(void)
+{
+    tg_conv2d_args p1 = {.padding = {1, 1}}, s2 = {.stride = {2, 2}, .padding = {1, 0}};
+    tg_conv2d_args gd = {.padding = {2, 1}, .dilation = {2, 1}, .groups = 2};
+    tg_conv2d_args same = {.same = true, .dilation = {1, 2}};
+    uint64_t seed = 200;
+    cr_expect(check_against_reference(3, 1, 9, 7, 5, 3, 3, p1, TG_F32, seed++));
+    cr_expect(check_against_reference(2, 1, 28, 28, 9, 3, 3, p1, TG_F32, seed++));
+    cr_expect(check_against_reference(2, 1, 11, 12, 4, 5, 3, s2, TG_F32, seed++));
+    cr_expect(check_against_reference(3, 5, 14, 14, 6, 3, 3, p1, TG_F32, seed++));
+    cr_expect(check_against_reference(2, 3, 20, 19, 4, 3, 3, p1, TG_F32, seed++));
+    cr_expect(check_against_reference(2, 4, 13, 21, 6, 3, 2, gd, TG_F32, seed++));
+    cr_expect(check_against_reference(2, 2, 9, 17, 3, 2, 3, same, TG_F32, seed++));
+    cr_expect(check_against_reference(2, 3, 12, 15, 4, 3, 3, s2, TG_F32, seed++));
+    cr_expect(check_against_reference(1, 2, 95, 90, 3, 3, 3, p1, TG_F32, seed++));
+    cr_expect(check_against_reference(5, 4, 6, 5, 8, 1, 1, (tg_conv2d_args){0}, TG_F32, seed++));
+    /* 3x3, stride 1: Winograd at the AVX-512 level. Tile rows of at most 8
+     * tiles (two per vector) and longer ones (9, 19 and 1000 tiles: the
+     * padded copy then holds two tile rows at a time), odd sizes (partial
+     * tiles), valid, 'same' and larger padding, groups. */
+    cr_expect(check_against_reference(2, 4, 14, 14, 8, 3, 3, p1, TG_F32, seed++));
+    cr_expect(check_against_reference(1, 5, 13, 11, 6, 3, 3, p1, TG_F32, seed++));
+    cr_expect(check_against_reference(2, 4, 9, 20, 4, 3, 3, (tg_conv2d_args){0}, TG_F32, seed++));
+    cr_expect(check_against_reference(1, 6, 11, 35, 5, 3, 3, ARGS2(.padding = {2, 2}), TG_F32,
+                                      seed++));
+    cr_expect(check_against_reference(1, 4, 10, 9, 4, 3, 3, ARGS2(.padding = {2, 0}), TG_F32,
+                                      seed++));
+    cr_expect(check_against_reference(1, 8, 12, 13, 8, 3, 3, ARGS2(.padding = {1, 1}, .groups = 2),
+                                      TG_F32, seed++));
+    cr_expect(check_against_reference(1, 4, 5, 2000, 4, 3, 3, p1, TG_F32, seed++));
+    /* Taller images: with a 1-byte budget these are cut into row bands. */
+    cr_expect(check_against_reference(2, 3, 30, 20, 4, 3, 3, p1, TG_F32, seed++));
+    cr_expect(check_against_reference(2, 1, 60, 21, 3, 3, 3, s2, TG_F32, seed++));
+    cr_expect(check_against_reference(1, 2, 40, 18, 3, 3, 3, same, TG_F32, seed++));
+    cr_expect(check_against_reference(1, 3, 50, 30, 2, 3, 3, s2, TG_F32, seed++));
+    cr_expect(check_against_reference(0, 3, 5, 5, 2, 3, 3, p1, TG_F32, seed++));
+    cr_expect(check_against_reference(0, 1, 5, 5, 2, 3, 3, p1, TG_F32, seed++));
+}
+
+Test(ops_conv, float32_paths_match_reference_at_every_cpu_level)
+{
+    tg__cpu_level top = tg__cpu_max();
+    for (int level = (int)top; level >= (int)TG_CPU_GENERIC; level--) {
+        tg__cpu_force((tg__cpu_level)level);
+        fast_path_grid();
+    }
+    tg__cpu_force(top);
+}
+
+Test(ops_conv, float32_paths_match_reference_in_blocks_of_one_image)
+{
+    tg__conv2d_budget_force(1);
+    fast_path_grid();
+    tg__cpu_level top = tg__cpu_force(TG_CPU_GENERIC);
+    fast_path_grid();
+    tg__cpu_force(top);
+    tg__conv2d_budget_force(0);
+}
+
+/* Which float32 path a shape takes: Winograd for 3x3 stride 1 at the AVX-512
+ * level (the LeNet and ResNet-style layers), the direct kernels for one
+ * input channel, im2col + GEMM otherwise. */
+Test(ops_conv, float32_plan_picks_the_path)
+{
+    tg__conv2d_geom lenet2 = {64, 32, 14, 14, 64, 3, 3, 14, 14, 1, 1, 1, 1, 1, 1, 1};
+    tg__conv2d_geom lenet1 = {64, 1, 28, 28, 32, 3, 3, 28, 28, 1, 1, 1, 1, 1, 1, 1};
+    tg__conv2d_geom strided = {64, 32, 14, 14, 64, 3, 3, 7, 7, 2, 2, 1, 1, 1, 1, 1};
+    tg__conv2d_plan p;
+    tg__cpu_level top = tg__cpu_max();
+    tg__conv2d_plan_f32(&lenet2, &p);
+    cr_expect(p.wino == (top == TG_CPU_AVX512) && !p.direct);
+    tg__conv2d_plan_f32(&lenet1, &p);
+    cr_expect(p.direct && !p.wino);
+    tg__conv2d_plan_f32(&strided, &p);
+    cr_expect(!p.direct && !p.wino);
+    tg__cpu_force(TG_CPU_AVX2);
+    tg__conv2d_plan_f32(&lenet2, &p);
+    cr_expect(!p.wino && !p.direct);
+    tg__cpu_force(top);
+}
+
+/* A second backward adds the same gradients again on every float32 path
+ * (Winograd dx, direct, im2col with strided col2im). */
+Test(ops_conv, float32_vjp_accumulates_on_every_path)
+{
+    static const int64_t shapes[3][3] = {{4, 6, 1}, {1, 5, 1}, {4, 6, 2}}; /* C, O, stride */
+    for (int s = 0; s < 3; s++) {
+        tg_graph *g = tg_graph_new();
+        tg_tensor *x = tgt_random(TG_F32, 4, SHP(2, shapes[s][0], 9, 8), -1, 1, 1);
+        tg_tensor *w = tgt_random(TG_F32, 4, SHP(shapes[s][1], shapes[s][0], 3, 3), -1, 1, 2);
+        tg_tensor *b = tgt_random(TG_F32, 1, SHP(shapes[s][1]), -1, 1, 3);
+        tg_tensor *in[3] = {x, w, b}, *first[3];
+        for (int i = 0; i < 3; i++)
+            tg_tensor_set_requires_grad(in[i], true);
+        tg_conv2d_args a = {.padding = {1, 1}, .stride = {shapes[s][2], shapes[s][2]}};
+        tg_tensor *y = tg_conv2d(g, x, w, b, a);
+        tg_tensor *v = tgt_random(TG_F32, 4, tg_tensor_shape(y), -1, 1, 4);
+        cr_assert(tg_backward_with(g, y, v) == TG_OK, "%s", tg_last_error());
+        for (int i = 0; i < 3; i++)
+            first[i] = tg_tensor_copy(tg_tensor_grad(in[i]), TG_F32);
+        cr_assert(tg_backward_with(g, y, v) == TG_OK, "%s", tg_last_error());
+        for (int i = 0; i < 3; i++) {
+            int64_t n = tg_tensor_numel(first[i]);
+            double *want = malloc((size_t)n * sizeof *want);
+            for (int64_t j = 0; j < n; j++)
+                want[j] = 2 * tg_tensor_get(first[i], j);
+            char name[64], msg[512];
+            snprintf(name, sizeof name, "shape %d grad %d", s, i);
+            cr_expect(tgt_allclose(tg_tensor_grad(in[i]), want, n, 1e-6, 1e-6, name, msg,
+                                   sizeof msg),
+                      "%s", msg);
+            free(want);
+            tg_tensor_free(first[i]);
+            tg_tensor_free(in[i]);
+        }
+        tg_tensor_free(v);
+        tg_graph_free(g);
+    }
+}
+
+/* y, dx, dw, db of one float32 conv2d with `threads` threads, concatenated. */
+static float *run_threads(int threads, int64_t N, int64_t C, int64_t HW, int64_t O,
+                          tg_conv2d_args a, int64_t *n_out)
+{
+    tg_set_num_threads(threads);
+    tg_tensor *x = tgt_random(TG_F32, 4, SHP(N, C, HW, HW), -1, 1, 31);
+    tg_tensor *w = tgt_random(TG_F32, 4, SHP(O, C, 3, 3), -1, 1, 32);
+    tg_tensor *b = tgt_random(TG_F32, 1, SHP(O), -1, 1, 33);
+    tg_tensor *in[3] = {x, w, b};
+    for (int i = 0; i < 3; i++)
+        tg_tensor_set_requires_grad(in[i], true);
+    tg_graph *g = tg_graph_new();
+    tg_tensor *y = tg_conv2d(g, x, w, b, a);
+    cr_assert(y, "%s", tg_last_error());
+    tg_tensor *v = tgt_random(TG_F32, 4, tg_tensor_shape(y), -1, 1, 34);
+    cr_assert(tg_backward_with(g, y, v) == TG_OK, "%s", tg_last_error());
+    const tg_tensor *parts[4] = {y, tg_tensor_grad(x), tg_tensor_grad(w), tg_tensor_grad(b)};
+    int64_t n = 0;
+    for (int i = 0; i < 4; i++)
+        n += tg_tensor_numel(parts[i]);
+    float *all = malloc((size_t)n * sizeof *all), *at = all;
+    for (int i = 0; i < 4; i++) {
+        memcpy(at, tg_tensor_data(parts[i]), (size_t)tg_tensor_numel(parts[i]) * sizeof *at);
+        at += tg_tensor_numel(parts[i]);
+    }
+    *n_out = n;
+    tg_tensor_free(v);
+    tg_graph_free(g);
+    for (int i = 0; i < 3; i++)
+        tg_tensor_free(in[i]);
+    return all;
+}
+
+/* Blocks of one image (16 of them, more than the 8 slots) on the im2col path
+ * (stride 2), the direct path, Winograd (3x3 stride 1, 4+ channels: with a
+ * 1-byte budget one tile row per block) and row bands: every result bitwise
+ * equal with 1, 2 and 3 threads. Each conv is over the million multiply-adds
+ * below which one thread does the work. */
+Test(ops_conv, float32_results_do_not_depend_on_the_thread_count)
+{
+    tg__conv2d_budget_force(1);
+    static const int64_t shapes[5][5] = {/* N, C, H = W, O, stride */
+                                         {16, 8, 12, 16, 2},
+                                         {16, 1, 28, 32, 1},
+                                         {6, 16, 10, 16, 1},
+                                         {16, 8, 12, 8, 1},
+                                         {6, 2, 40, 8, 1}};
+    for (int s = 0; s < 5; s++) {
+        const int64_t *sh = shapes[s];
+        tg_conv2d_args a = {.padding = {1, 1}, .stride = {sh[4], 1}};
+        int64_t n1, n2, n3;
+        float *r1 = run_threads(1, sh[0], sh[1], sh[2], sh[3], a, &n1);
+        float *r2 = run_threads(2, sh[0], sh[1], sh[2], sh[3], a, &n2);
+        float *r3 = run_threads(3, sh[0], sh[1], sh[2], sh[3], a, &n3);
+        cr_assert(n1 == n2 && n1 == n3);
+        cr_expect(memcmp(r1, r2, (size_t)n1 * sizeof *r1) == 0, "shape %d: 1 vs 2 threads", s);
+        cr_expect(memcmp(r1, r3, (size_t)n1 * sizeof *r1) == 0, "shape %d: 1 vs 3 threads", s);
+        free(r1);
+        free(r2);
+        free(r3);
+    }
+    tg__conv2d_budget_force(0);
+    tg_set_num_threads(0);
 }
 
 /* --------------------------------------- gradient flow and edge cases */

@@ -1,13 +1,22 @@
-/* Convolution kernels: im2col / col2im, the conv2d forward and VJP as one GEMM
- * per image and group (both dtypes from one macro body), and the direct float64
- * reference loops. No graph, no allocation: callers pass the col scratch.
- * Shapes and the col layout are described in conv.h. */
+/* Convolution kernels, graph-free: im2col / col2im, the float64 conv2d forward
+ * and VJP as one GEMM per image and group, the float32 fast path (the whole
+ * batch lowered to large GEMMs, direct SIMD kernels for one input channel) and
+ * the direct float64 reference loops. No graph, no allocation: callers pass
+ * the scratch. Shapes and the col layout are described in conv.h. */
 #include "conv.h"
 
+#include "cpu.h"
 #include "gemm.h"
+#include "threads.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
+
+#if TG_HAVE_X86
+#define TG_X86 1
+#include <immintrin.h>
+#endif
 
 /* ----------------------------------------------------------------- ranges */
 
@@ -39,7 +48,7 @@ int64_t tg__conv2d_col_elems(const tg__conv2d_geom *g)
     return g->C / g->groups * g->KH * g->KW * g->OH * g->OW;
 }
 
-/* ------------------------------------------------------- im2col / col2im */
+/* --------------------------------------------- float64 im2col / col2im */
 
 /* One loop nest for both directions: for each col row (c, i, j) and output row
  * oh, the in-image part [ow_lo, ow_hi) of the row maps to x's row ih at columns
@@ -84,19 +93,9 @@ int64_t tg__conv2d_col_elems(const tg__conv2d_geom *g)
             img[base + ow * g->SW] += r[ow];                                                   \
     })
 
-void tg__im2col_f32(const tg__conv2d_geom *g, const float *img, float *col)
-{
-    IM2COL_BODY(float)
-}
-
 void tg__im2col_f64(const tg__conv2d_geom *g, const double *img, double *col)
 {
     IM2COL_BODY(double)
-}
-
-void tg__col2im_f32(const tg__conv2d_geom *g, const float *col, float *img)
-{
-    COL2IM_BODY(float)
 }
 
 void tg__col2im_f64(const tg__conv2d_geom *g, const double *col, double *img)
@@ -104,7 +103,7 @@ void tg__col2im_f64(const tg__conv2d_geom *g, const double *col, double *img)
     COL2IM_BODY(double)
 }
 
-/* -------------------------------------------------------- forward and VJP */
+/* ------------------------------------------------ float64 forward and VJP */
 
 /* Per image n and group gi, with Kc = Cg*KH*KW and P = OH*OW:
  *   forward  y_g [Og, P]   = w_g [Og, Kc] @ col [Kc, P]  (+ bias, preloaded)
@@ -178,22 +177,10 @@ void tg__col2im_f64(const tg__conv2d_geom *g, const double *col, double *img)
         }                                                                                      \
     }
 
-void tg__conv2d_forward_f32(const tg__conv2d_geom *g, const float *x, const float *w,
-                            const float *bias, float *out, float *col)
-{
-    FORWARD_BODY(float, f32)
-}
-
 void tg__conv2d_forward_f64(const tg__conv2d_geom *g, const double *x, const double *w,
                             const double *bias, double *out, double *col)
 {
     FORWARD_BODY(double, f64)
-}
-
-void tg__conv2d_backward_f32(const tg__conv2d_geom *g, const float *x, const float *w,
-                             const float *dout, float *dx, float *dw, float *db, float *col)
-{
-    BACKWARD_BODY(float, f32)
 }
 
 void tg__conv2d_backward_f64(const tg__conv2d_geom *g, const double *x, const double *w,
@@ -201,6 +188,1389 @@ void tg__conv2d_backward_f64(const tg__conv2d_geom *g, const double *x, const do
                              double *col)
 {
     BACKWARD_BODY(double, f64)
+}
+
+/* ============================================================ float32 path */
+/* ---------------------------------------------------------- SIMD kernels */
+
+/* The kernels below come in plain C, AVX2 + FMA and AVX-512 versions, chosen
+ * by tg__cpu() (ops/kernels/cpu.h: the CPU's level, capped by
+ * TG_CPU=generic|avx2|avx512 or tg__cpu_force; the Winograd path is AVX-512
+ * only). The levels differ only in rounding (FMA, lane order), never in the
+ * result's dependence on the thread count. Each kernel is one macro body
+ * instantiated per level with that level's vector type and operations (VW
+ * lanes), then once more with the scalar ones for the p tail. */
+#define C_LD(p) (*(p))
+#define C_ST(p, v) (*(p) = (v))
+#define C_SET1(x) (x)
+#define C_FMA(a, b, c) ((a) * (b) + (c))
+#define C_ZERO 0.0f
+#define C_HSUM(v) (v)
+#define C_OPS float, 1, C_LD, C_ST, C_SET1, C_FMA, C_ZERO
+
+#ifdef TG_X86
+#define TG_AVX2_FN TG_TARGET_AVX2
+#define TG_AVX512_FN TG_TARGET_AVX512
+#define A2_OPS __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, \
+               _mm256_setzero_ps()
+#define A5_OPS __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, \
+               _mm512_setzero_ps()
+
+TG_AVX2_FN static float hsum_avx2(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+TG_AVX512_FN static float hsum_avx512(__m512 v)
+{
+    __m256 s = _mm256_add_ps(_mm512_castps512_ps256(v),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return hsum_avx2(s);
+}
+#endif
+
+/* Eight accumulators, spelled out so that they stay in registers. */
+#define X8(M, ...)                                                                             \
+    M(0, __VA_ARGS__) M(1, __VA_ARGS__) M(2, __VA_ARGS__) M(3, __VA_ARGS__) M(4, __VA_ARGS__)  \
+    M(5, __VA_ARGS__) M(6, __VA_ARGS__) M(7, __VA_ARGS__)
+
+/* Direct forward of one image with one input channel, for p in [p, P) by VW:
+ * y [O, P] (row stride ldy) = bias [O] (or 0) + w [O, KK] @ col [KK, P]; eight
+ * output rows at a time share each load of col. */
+#define DFWD_STEP(VT, VW, LD, ST, SET1, FMA, ZERO)                                             \
+    for (; p + (VW) <= P; p += (VW)) {                                                         \
+        int64_t o = 0;                                                                         \
+        for (; o + 8 <= O; o += 8) {                                                           \
+            const float *w0 = w + o * KK;                                                      \
+            X8(DFWD_INIT, VT, SET1)                                                            \
+            for (int64_t k = 0; k < KK; k++) {                                                 \
+                VT c = LD(col + k * P + p);                                                    \
+                X8(DFWD_FMA, SET1, FMA)                                                        \
+            }                                                                                  \
+            X8(DFWD_STORE, ST)                                                                 \
+        }                                                                                      \
+        for (; o < O; o++) {                                                                   \
+            VT a0 = SET1(bias ? bias[o] : 0.0f);                                               \
+            for (int64_t k = 0; k < KK; k++)                                                   \
+                a0 = FMA(SET1(w[o * KK + k]), LD(col + k * P + p), a0);                        \
+            ST(y + o * ldy + p, a0);                                                           \
+        }                                                                                      \
+    }
+#define DFWD_INIT(u, VT, SET1) VT a##u = SET1(bias ? bias[o + u] : 0.0f);
+#define DFWD_FMA(u, SET1, FMA) a##u = FMA(SET1(w0[u * KK + k]), c, a##u);
+#define DFWD_STORE(u, ST) ST(y + (o + u) * ldy + p, a##u);
+
+/* dcol [KK, P] = w^T @ dy, with w [O, KK] and dy [O, P] (row stride ldy, one
+ * image), for p in [p, P) by VW; eight dcol rows at a time share each load of
+ * dy. */
+#define DCOL_STEP(VT, VW, LD, ST, SET1, FMA, ZERO)                                             \
+    for (; p + (VW) <= P; p += (VW)) {                                                         \
+        int64_t k = 0;                                                                         \
+        for (; k + 8 <= KK; k += 8) {                                                          \
+            X8(DCOL_INIT, VT, ZERO)                                                            \
+            for (int64_t o = 0; o < O; o++) {                                                  \
+                VT d = LD(dy + o * ldy + p);                                                   \
+                const float *wo = w + o * KK + k;                                              \
+                X8(DCOL_FMA, SET1, FMA)                                                        \
+            }                                                                                  \
+            X8(DCOL_STORE, ST)                                                                 \
+        }                                                                                      \
+        for (; k < KK; k++) {                                                                  \
+            VT a0 = ZERO;                                                                      \
+            for (int64_t o = 0; o < O; o++)                                                    \
+                a0 = FMA(SET1(w[o * KK + k]), LD(dy + o * ldy + p), a0);                       \
+            ST(dcol + k * P + p, a0);                                                          \
+        }                                                                                      \
+    }
+#define DCOL_INIT(u, VT, ZERO) VT a##u = ZERO;
+#define DCOL_FMA(u, SET1, FMA) a##u = FMA(SET1(wo[u]), d, a##u);
+#define DCOL_STORE(u, ST) ST(dcol + (k + u) * P + p, a##u);
+
+/* dwp [O, KK] += dy [O, P] (row stride ldy) @ col [KK, P]^T (one image): for
+ * each o, eight col rows at a time share each load of dy; VW-lane partial
+ * sums over p in a fixed pattern, then the scalar tail, then the lanes. */
+#define DWK_BODY(VT, VW, LD, ST, SET1, FMA, ZERO, HSUM)                                        \
+    const int64_t PV = P - P % (VW);                                                           \
+    for (int64_t o = 0; o < O; o++) {                                                          \
+        const float *d = dy + o * ldy;                                                         \
+        int64_t k = 0;                                                                         \
+        for (; k + 8 <= KK; k += 8) {                                                          \
+            const float *c = col + k * P;                                                      \
+            X8(DCOL_INIT, VT, ZERO)                                                            \
+            for (int64_t p = 0; p < PV; p += (VW)) {                                           \
+                VT dv = LD(d + p);                                                             \
+                X8(DWK_FMA, LD, FMA)                                                           \
+            }                                                                                  \
+            X8(DWK_STORE, HSUM)                                                                \
+        }                                                                                      \
+        for (; k < KK; k++) {                                                                  \
+            const float *c = col + k * P;                                                      \
+            VT a0 = ZERO;                                                                      \
+            for (int64_t p = 0; p < PV; p += (VW))                                             \
+                a0 = FMA(LD(d + p), LD(c + p), a0);                                            \
+            float t = HSUM(a0);                                                                \
+            for (int64_t p = PV; p < P; p++)                                                   \
+                t += d[p] * c[p];                                                              \
+            dwp[o * KK + k] += t;                                                              \
+        }                                                                                      \
+    }
+#define DWK_FMA(u, LD, FMA) a##u = FMA(dv, LD(c + u * P + p), a##u);
+#define DWK_STORE(u, HSUM)                                                                     \
+    {                                                                                          \
+        float t = HSUM(a##u);                                                                  \
+        for (int64_t p = PV; p < P; p++)                                                       \
+            t += d[p] * c[u * P + p];                                                          \
+        dwp[o * KK + k + u] += t;                                                              \
+    }
+
+/* d[i] = s[i] + c for i < n (a GEMM block's row plus the bias). */
+#define ADDROWS_BODY(VT, VW, LD, ST, SET1, FMA, ZERO)                                          \
+    int64_t i = 0;                                                                             \
+    VT cv = SET1(c);                                                                           \
+    for (; i + (VW) <= n; i += (VW))                                                           \
+        ST(d + i, LD(s + i) + cv);                                                             \
+    for (; i < n; i++)                                                                         \
+        d[i] = s[i] + c;
+
+/* d[i] += c for i < n (the bias). */
+#define ADDC_BODY(VT, VW, LD, ST, SET1, FMA, ZERO)                                             \
+    int64_t i = 0;                                                                             \
+    VT cv = SET1(c);                                                                           \
+    for (; i + (VW) <= n; i += (VW))                                                           \
+        ST(d + i, LD(d + i) + cv);                                                             \
+    for (; i < n; i++)                                                                         \
+        d[i] += c;
+
+#define DFWD_ARGS                                                                              \
+    int64_t O, int64_t KK, int64_t P, const float *restrict w, const float *restrict bias,    \
+        const float *restrict col, float *restrict y, int64_t ldy
+#define DCOL_ARGS                                                                              \
+    int64_t O, int64_t KK, int64_t P, const float *restrict w, const float *restrict dy,      \
+        int64_t ldy, float *restrict dcol
+#define DWK_ARGS                                                                               \
+    int64_t O, int64_t KK, int64_t P, const float *restrict dy, int64_t ldy,                  \
+        const float *restrict col, float *restrict dwp
+#define ADDC_ARGS float *d, float c, int64_t n
+#define ADDROWS_ARGS float *restrict d, const float *restrict s, float c, int64_t n
+
+/* Expands the level's kernels: NAME_SFX with attribute ATTR. */
+#define DEFINE_KERNELS(SFX, ATTR, OPS, HSUM)                                                   \
+    ATTR static void dfwd_##SFX(DFWD_ARGS)                                                     \
+    {                                                                                          \
+        int64_t p = 0;                                                                         \
+        DFWD_STEP2(OPS)                                                                        \
+        DFWD_STEP2(C_OPS)                                                                      \
+    }                                                                                          \
+    ATTR static void dcol_##SFX(DCOL_ARGS)                                                     \
+    {                                                                                          \
+        int64_t p = 0;                                                                         \
+        DCOL_STEP2(OPS)                                                                        \
+        DCOL_STEP2(C_OPS)                                                                      \
+    }                                                                                          \
+    ATTR static void dwk_##SFX(DWK_ARGS) { DWK_BODY2(OPS, HSUM) }                              \
+    ATTR static void addc_##SFX(ADDC_ARGS) { ADDC_BODY2(OPS) }                                 \
+    ATTR static void add_rows_##SFX(ADDROWS_ARGS) { ADDROWS_BODY2(OPS) }
+/* One more expansion step so that OPS splits into its arguments. */
+#define DFWD_STEP2(...) DFWD_STEP(__VA_ARGS__)
+#define DCOL_STEP2(...) DCOL_STEP(__VA_ARGS__)
+#define DWK_BODY2(...) DWK_BODY(__VA_ARGS__)
+#define ADDC_BODY2(...) ADDC_BODY(__VA_ARGS__)
+#define ADDROWS_BODY2(...) ADDROWS_BODY(__VA_ARGS__)
+
+DEFINE_KERNELS(c, , C_OPS, C_HSUM)
+#ifdef TG_X86
+DEFINE_KERNELS(avx2, TG_AVX2_FN, A2_OPS, hsum_avx2)
+DEFINE_KERNELS(avx512, TG_AVX512_FN, A5_OPS, hsum_avx512)
+#define DISPATCH(name, ...)                                                                    \
+    (tg__cpu() == TG_CPU_AVX512 ? name##_avx512(__VA_ARGS__)                                   \
+     : tg__cpu() == TG_CPU_AVX2 ? name##_avx2(__VA_ARGS__)                                     \
+                                : name##_c(__VA_ARGS__))
+#else
+#define DISPATCH(name, ...) name##_c(__VA_ARGS__)
+#endif
+
+static void dfwd(DFWD_ARGS) { DISPATCH(dfwd, O, KK, P, w, bias, col, y, ldy); }
+static void dcol(DCOL_ARGS) { DISPATCH(dcol, O, KK, P, w, dy, ldy, dcol); }
+static void dwk(DWK_ARGS) { DISPATCH(dwk, O, KK, P, dy, ldy, col, dwp); }
+
+/* The sum of a[0..n) in double (db): two vectors of double partial sums over
+ * i, then the scalar tail, then the lanes. */
+static double sumd_c(const float *a, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)a[i];
+    return s;
+}
+#ifdef TG_X86
+TG_AVX512_FN static double sumd_avx512(const float *a, int64_t n)
+{
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm256_loadu_ps(a + i)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_loadu_ps(a + i + 8)));
+    }
+    double t = 0.0;
+    for (; i < n; i++)
+        t += (double)a[i];
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)) + t;
+}
+
+TG_AVX2_FN static double sumd_avx2(const float *a, int64_t n)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm_loadu_ps(a + i)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm_loadu_ps(a + i + 4)));
+    }
+    double t = 0.0;
+    for (; i < n; i++)
+        t += (double)a[i];
+    __m256d v = _mm256_add_pd(s0, s1);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h))) + t;
+}
+#endif
+static double sumd(const float *a, int64_t n) { return DISPATCH(sumd, a, n); }
+static void addc(ADDC_ARGS) { DISPATCH(addc, d, c, n); }
+static void add_rows(ADDROWS_ARGS) { DISPATCH(add_rows, d, s, c, n); }
+
+/* ------------------------------------------------- batched im2col / col2im */
+
+/* Row segments of n floats: zero, copy, add. Plain C here; the AVX-512 ones
+ * use one masked load/store for the tail, so short image rows (14, 28 pixels)
+ * cost a few instructions instead of a library call. */
+static inline void zero_n_c(float *d, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        d[i] = 0;
+}
+
+static inline void copy_n_c(float *restrict d, const float *restrict s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        d[i] = s[i];
+}
+
+static inline void add_n_c(float *restrict d, const float *restrict s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        d[i] += s[i];
+}
+
+#ifdef TG_X86
+static inline __mmask16 tail_mask(int64_t n) { return (__mmask16)((1u << n) - 1u); }
+
+TG_AVX512_FN static inline void zero_n_avx512(float *d, int64_t n)
+{
+    if (n <= 16) { /* the common short case: no loop, no library call */
+        _mm512_mask_storeu_ps(d, tail_mask(n), _mm512_setzero_ps());
+        return;
+    }
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, _mm512_setzero_ps());
+    if (i < n)
+        _mm512_mask_storeu_ps(d + i, tail_mask(n - i), _mm512_setzero_ps());
+}
+
+TG_AVX512_FN static inline void copy_n_avx512(float *restrict d, const float *restrict s,
+                                              int64_t n)
+{
+    if (n <= 16) {
+        __mmask16 m = tail_mask(n);
+        _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
+        return;
+    }
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, _mm512_loadu_ps(s + i));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(m, s + i));
+    }
+}
+
+TG_AVX512_FN static inline void add_n_avx512(float *restrict d, const float *restrict s,
+                                             int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, _mm512_add_ps(_mm512_loadu_ps(d + i), _mm512_loadu_ps(s + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + i), _mm512_maskz_loadu_ps(m, s + i));
+        _mm512_mask_storeu_ps(d + i, m, v);
+    }
+}
+#endif
+
+/* im2col / col2im of one channel xc [H, W] for the output rows [r0, r1) (a
+ * row band; [0, OH) for a whole image): col rows [KH*KW] with row stride ld,
+ * output row oh at columns (oh - r0)*OW. */
+
+/* The row walk: output row oh of col row (i, j) reads input row oh*SH + off_h
+ * at columns ow*SW + off_w for ow in [ow_lo, ow_hi) and is zero elsewhere.
+ * The source pointer is only formed for in-image pixels. */
+#define IM2COL_CHAN_BODY(ZERO_N, COPY_N)                                                       \
+    const int64_t OW = g->OW;                                                                  \
+    for (int64_t i = 0; i < g->KH; i++) {                                                      \
+        int64_t off_h = i * g->DH - g->PT, oh_lo, oh_hi;                                       \
+        valid_range(off_h, g->SH, g->H, g->OH, &oh_lo, &oh_hi);                                \
+        oh_lo = oh_lo < r0 ? r0 : oh_lo > r1 ? r1 : oh_lo;                                     \
+        oh_hi = oh_hi < oh_lo ? oh_lo : oh_hi > r1 ? r1 : oh_hi;                               \
+        for (int64_t j = 0; j < g->KW; j++) {                                                  \
+            int64_t off_w = j * g->DW - g->PL, ow_lo, ow_hi;                                   \
+            valid_range(off_w, g->SW, g->W, OW, &ow_lo, &ow_hi);                               \
+            float *r = col + (i * g->KW + j) * ld;                                             \
+            ZERO_N(r, (oh_lo - r0) * OW);                                                      \
+            ZERO_N(r + (oh_hi - r0) * OW, (r1 - oh_hi) * OW);                                  \
+            for (int64_t oh = oh_lo; oh < oh_hi; oh++) {                                       \
+                float *ro = r + (oh - r0) * OW;                                                \
+                const float *src = xc + (oh * g->SH + off_h) * g->W;                           \
+                ZERO_N(ro, ow_lo);                                                             \
+                ZERO_N(ro + ow_hi, OW - ow_hi);                                                \
+                if (ow_hi <= ow_lo)                                                            \
+                    continue;                                                                  \
+                if (g->SW == 1)                                                                \
+                    COPY_N(ro + ow_lo, src + ow_lo + off_w, ow_hi - ow_lo);                    \
+                else                                                                           \
+                    for (int64_t ow = ow_lo; ow < ow_hi; ow++)                                 \
+                        ro[ow] = src[ow * g->SW + off_w];                                      \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+/* The adjoint: dxc += the band's col rows scattered back; each pixel receives
+ * its terms in (i, j) order. */
+#define COL2IM_CHAN_BODY(ADD_N)                                                                \
+    const int64_t OW = g->OW;                                                                  \
+    for (int64_t i = 0; i < g->KH; i++) {                                                      \
+        int64_t off_h = i * g->DH - g->PT, oh_lo, oh_hi;                                       \
+        valid_range(off_h, g->SH, g->H, g->OH, &oh_lo, &oh_hi);                                \
+        oh_lo = oh_lo < r0 ? r0 : oh_lo;                                                       \
+        oh_hi = oh_hi > r1 ? r1 : oh_hi;                                                       \
+        for (int64_t j = 0; j < g->KW; j++) {                                                  \
+            int64_t off_w = j * g->DW - g->PL, ow_lo, ow_hi;                                   \
+            valid_range(off_w, g->SW, g->W, OW, &ow_lo, &ow_hi);                               \
+            if (ow_hi <= ow_lo)                                                                \
+                continue;                                                                      \
+            const float *r = col + (i * g->KW + j) * ld;                                       \
+            for (int64_t oh = oh_lo; oh < oh_hi; oh++) {                                       \
+                const float *ro = r + (oh - r0) * OW;                                          \
+                float *dst = dxc + (oh * g->SH + off_h) * g->W;                                \
+                if (g->SW == 1)                                                                \
+                    ADD_N(dst + ow_lo + off_w, ro + ow_lo, ow_hi - ow_lo);                     \
+                else                                                                           \
+                    for (int64_t ow = ow_lo; ow < ow_hi; ow++)                                 \
+                        dst[ow * g->SW + off_w] += ro[ow];                                     \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+/* Stride-1 rows (any dilation) go through a zero-padded copy of the rows the
+ * band reads, on the stack: pad [Hb, Wp], pad row pr holds input row
+ * r0*SH + pr - PT, input column iw at iw + PL, zeros around. Then col row
+ * (i, j), output row oh is the plain copy of OW floats at pad row
+ * (oh - r0)*SH + i*DH, column j*DW: no tests for the padding. col2im
+ * accumulates into a zeroed pad the same way and adds its in-image part to
+ * dx. Larger bands (or SW > 1) take the row walk. */
+#define PAD_MAX 8192 /* floats of the stack copy (32 KiB) */
+
+static bool padded_dims(const tg__conv2d_geom *g, int64_t r0, int64_t r1, int64_t *Hb,
+                        int64_t *Wp)
+{
+    *Hb = (r1 - r0 - 1) * g->SH + (g->KH - 1) * g->DH + 1;
+    *Wp = (g->OW - 1) * g->SW + (g->KW - 1) * g->DW + 1;
+    return g->SW == 1 && *Hb * *Wp <= PAD_MAX;
+}
+
+/* The in-image columns of a pad row: [lo, lo + n) holds input columns [0, n). */
+#define PAD_COLS                                                                               \
+    const int64_t lo = g->PL < Wp ? g->PL : Wp, n = Wp - lo < g->W ? Wp - lo : g->W;
+
+#define PAD_FILL(ZERO_N, COPY_N)                                                               \
+    for (int64_t pr = 0; pr < Hb; pr++) {                                                      \
+        float *prow = pad + pr * Wp;                                                           \
+        int64_t ih = r0 * g->SH + pr - g->PT;                                                  \
+        if (ih < 0 || ih >= g->H || n <= 0) {                                                  \
+            ZERO_N(prow, Wp);                                                                  \
+            continue;                                                                          \
+        }                                                                                      \
+        ZERO_N(prow, lo);                                                                      \
+        COPY_N(prow + lo, xc + ih * g->W, n);                                                  \
+        ZERO_N(prow + lo + n, Wp - lo - n);                                                    \
+    }
+
+#define PADDED_IM2COL_BODY(ZERO_N, COPY_N)                                                     \
+    _Alignas(64) float pad[PAD_MAX];                                                           \
+    PAD_COLS                                                                                   \
+    PAD_FILL(ZERO_N, COPY_N)                                                                   \
+    for (int64_t i = 0; i < g->KH; i++)                                                        \
+        for (int64_t j = 0; j < g->KW; j++) {                                                  \
+            const float *s0 = pad + i * g->DH * Wp + j * g->DW;                                \
+            float *r = col + (i * g->KW + j) * ld;                                             \
+            for (int64_t oh = 0; oh < r1 - r0; oh++)                                           \
+                COPY_N(r + oh * g->OW, s0 + oh * g->SH * Wp, g->OW);                           \
+        }
+
+#define PADDED_COL2IM_BODY(ZERO_N, ADD_N)                                                      \
+    _Alignas(64) float pad[PAD_MAX];                                                           \
+    PAD_COLS                                                                                   \
+    ZERO_N(pad, Hb * Wp);                                                                      \
+    for (int64_t i = 0; i < g->KH; i++)                                                        \
+        for (int64_t j = 0; j < g->KW; j++) {                                                  \
+            float *s0 = pad + i * g->DH * Wp + j * g->DW;                                      \
+            const float *r = col + (i * g->KW + j) * ld;                                       \
+            for (int64_t oh = 0; oh < r1 - r0; oh++)                                           \
+                ADD_N(s0 + oh * g->SH * Wp, r + oh * g->OW, g->OW);                            \
+        }                                                                                      \
+    for (int64_t pr = 0; pr < Hb && n > 0; pr++) {                                             \
+        int64_t ih = r0 * g->SH + pr - g->PT;                                                  \
+        if (ih >= 0 && ih < g->H)                                                              \
+            ADD_N(dxc + ih * g->W, pad + pr * Wp + lo, n);                                     \
+    }
+
+#define CHAN_ARGS const tg__conv2d_geom *g, const float *xc, float *col, int64_t ld, int64_t r0, \
+                  int64_t r1
+#define CHAN_ARGS_T const tg__conv2d_geom *g, const float *col, int64_t ld, float *dxc,        \
+                    int64_t r0, int64_t r1
+
+static void im2col_chan_c(CHAN_ARGS)
+{
+    int64_t Hb, Wp;
+    if (padded_dims(g, r0, r1, &Hb, &Wp)) {
+        PADDED_IM2COL_BODY(zero_n_c, copy_n_c)
+    } else {
+        IM2COL_CHAN_BODY(zero_n_c, copy_n_c)
+    }
+}
+
+static void col2im_chan_c(CHAN_ARGS_T)
+{
+    int64_t Hb, Wp;
+    if (padded_dims(g, r0, r1, &Hb, &Wp)) {
+        PADDED_COL2IM_BODY(zero_n_c, add_n_c)
+    } else {
+        COL2IM_CHAN_BODY(add_n_c)
+    }
+}
+
+#ifdef TG_X86
+TG_AVX512_FN static void im2col_chan_avx512(CHAN_ARGS)
+{
+    int64_t Hb, Wp;
+    if (padded_dims(g, r0, r1, &Hb, &Wp) && g->OW <= 16) {
+        /* Rows of at most 16: one load and one masked store each (the pad
+         * has 16 zeros of slack for the loads). */
+        _Alignas(64) float pad[PAD_MAX + 16];
+        PAD_COLS
+        PAD_FILL(zero_n_avx512, copy_n_avx512)
+        zero_n_avx512(pad + Hb * Wp, 16);
+        const __mmask16 m = tail_mask(g->OW);
+        const int64_t OW = g->OW, step = g->SH * Wp;
+        for (int64_t i = 0; i < g->KH; i++)
+            for (int64_t j = 0; j < g->KW; j++) {
+                const float *sp = pad + i * g->DH * Wp + j * g->DW;
+                float *r = col + (i * g->KW + j) * ld;
+                for (int64_t oh = r0; oh < r1; oh++, sp += step, r += OW)
+                    _mm512_mask_storeu_ps(r, m, _mm512_loadu_ps(sp));
+            }
+    } else if (padded_dims(g, r0, r1, &Hb, &Wp)) {
+        PADDED_IM2COL_BODY(zero_n_avx512, copy_n_avx512)
+    } else {
+        IM2COL_CHAN_BODY(zero_n_avx512, copy_n_avx512)
+    }
+}
+
+TG_AVX512_FN static void col2im_chan_avx512(CHAN_ARGS_T)
+{
+    int64_t Hb, Wp;
+    if (g->SW == 1 && g->OW <= 16 && g->W <= 16 && g->KW <= 16) {
+        /* Rows of at most 16, gathered: each dx row the band reaches sums its
+         * (i, j) terms in registers (a col row loaded whole, its lanes moved
+         * to dx columns by a permute; two partial sums, even and odd i), then
+         * one read-modify-write of dx. */
+        const int64_t OW = g->OW, W = g->W;
+        const __mmask16 mrow = tail_mask(OW), mdx = tail_mask(W);
+        const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        __m512i idx[16];
+        __mmask16 mj[16];
+        for (int64_t j = 0; j < g->KW; j++) {
+            /* dx column c reads col column c + off (lanes mod 16). */
+            int64_t off = g->PL - j * g->DW;
+            int64_t lo = off < 0 ? -off : 0, hi = OW - off < W ? OW - off : W;
+            mj[j] = lo < hi ? (__mmask16)(tail_mask(hi) & ~tail_mask(lo)) : 0;
+            idx[j] = _mm512_add_epi32(iota, _mm512_set1_epi32((int)(off % 16)));
+        }
+        int64_t ih0 = r0 * g->SH - g->PT, ih1 = (r1 - 1) * g->SH - g->PT + (g->KH - 1) * g->DH + 1;
+        ih0 = ih0 < 0 ? 0 : ih0;
+        ih1 = ih1 > g->H ? g->H : ih1;
+        for (int64_t ih = ih0; ih < ih1; ih++) {
+            __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int64_t i = 0; i < g->KH; i++) {
+                int64_t oh = ih + g->PT - i * g->DH;
+                if (g->SH > 1) {
+                    if (oh < 0 || oh % g->SH)
+                        continue;
+                    oh /= g->SH;
+                }
+                if (oh < r0 || oh >= r1)
+                    continue;
+                const float *r = col + i * g->KW * ld + (oh - r0) * OW;
+                __m512 a = acc[i & 1];
+                for (int64_t j = 0; j < g->KW; j++, r += ld)
+                    if (mj[j]) {
+                        __m512 v = _mm512_maskz_loadu_ps(mrow, r);
+                        a = _mm512_add_ps(a, _mm512_maskz_permutexvar_ps(mj[j], idx[j], v));
+                    }
+                acc[i & 1] = a;
+            }
+            float *d = dxc + ih * W;
+            __m512 sum = _mm512_add_ps(acc[0], acc[1]);
+            _mm512_mask_storeu_ps(d, mdx, _mm512_add_ps(_mm512_maskz_loadu_ps(mdx, d), sum));
+        }
+    } else if (padded_dims(g, r0, r1, &Hb, &Wp)) {
+        PADDED_COL2IM_BODY(zero_n_avx512, add_n_avx512)
+    } else {
+        COL2IM_CHAN_BODY(add_n_avx512)
+    }
+}
+#define DISPATCH512(name, ...)                                                                 \
+    (tg__cpu() == TG_CPU_AVX512 ? name##_avx512(__VA_ARGS__) : name##_c(__VA_ARGS__))
+#else
+#define DISPATCH512(name, ...) name##_c(__VA_ARGS__)
+#endif
+
+static void im2col_chan(CHAN_ARGS) { DISPATCH512(im2col_chan, g, xc, col, ld, r0, r1); }
+
+static void col2im_chan(CHAN_ARGS_T) { DISPATCH512(col2im_chan, g, col, ld, dxc, r0, r1); }
+
+/* col [Kc, nb*bP] from images [n0, n0 + nb), group gi, output rows [r0, r1)
+ * (bP = (r1 - r0)*OW; image nl's columns at nl*bP); tasks (image, channel)
+ * over nti threads. */
+static void im2col_block(const tg__conv2d_geom *g, const float *x, int64_t n0, int64_t nb,
+                         int64_t gi, int64_t r0, int64_t r1, float *col, int nti)
+{
+    const int64_t Cg = g->C / g->groups, KK = g->KH * g->KW, bP = (r1 - r0) * g->OW;
+    const int64_t HW = g->H * g->W, ld = nb * bP, tasks = nb * Cg;
+    (void)nti;
+    TG_OMP("omp parallel for num_threads(nti) schedule(static) if (nti > 1)")
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t nl = t / Cg, c = t % Cg;
+        im2col_chan(g, x + ((n0 + nl) * g->C + gi * Cg + c) * HW, col + c * KK * ld + nl * bP,
+                    ld, r0, r1);
+    }
+}
+
+/* dx images [n0, n0 + nb), group gi += col2im of dcol [Kc, nb*bP] (rows
+ * [r0, r1)); tasks (image, channel) over nti threads, each dx pixel by one of
+ * them. */
+static void col2im_block(const tg__conv2d_geom *g, const float *dcol, int64_t n0, int64_t nb,
+                         int64_t gi, int64_t r0, int64_t r1, float *dx, int nti)
+{
+    const int64_t Cg = g->C / g->groups, KK = g->KH * g->KW, bP = (r1 - r0) * g->OW;
+    const int64_t HW = g->H * g->W, ld = nb * bP, tasks = nb * Cg;
+    (void)nti;
+    TG_OMP("omp parallel for num_threads(nti) schedule(static) if (nti > 1)")
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t nl = t / Cg, c = t % Cg;
+        col2im_chan(g, dcol + c * KK * ld + nl * bP, ld,
+                    dx + ((n0 + nl) * g->C + gi * Cg + c) * HW, r0, r1);
+    }
+}
+
+/* ------------------------------------------------- Winograd F(2x2, 3x3) */
+
+/* A 3x3, stride 1, dilation 1 correlation computed as Winograd's F(2x2, 3x3)
+ * (Lavin and Gray 2015): each 2x2 output tile is A^T [(G k G^T) . (B^T d B)] A
+ * for its 4x4 input patch d, which takes 16 multiplies per tile and channel
+ * pair instead of 36. With the 16 transformed filters U [16][Co][Ci] and the
+ * transformed patches V [16][Ci][tiles], the multiplies are 16 GEMMs
+ * M [16][Co][tiles] = U @ V. The forward is such a correlation of x with w;
+ * dx is one of dy with w flipped and transposed (k'[c, o, i, j] = w[o, c,
+ * 2 - i, 2 - j]). AVX-512 only: the transforms work on 16 tiles of a tile row
+ * at a time. The transforms only add and subtract (and halve, for G), so the
+ * results stay within a few ulps of the direct sums. */
+
+/* out[co, oh, ow] = sum over ci, i, j of src[ci, oh + r0 + i, ow + c0 + j] *
+ * k[co, ci, i, j] (zero outside src), per image. */
+typedef struct wino_geom {
+    int64_t Ci, Co; /* channels in and out (one group) */
+    int64_t Hs, Ws; /* source image */
+    int64_t Ho, Wo; /* output image */
+    int64_t r0, c0; /* source row and column of output (0, 0)'s first tap */
+    int64_t TH, TW; /* tiles: ceil(Ho / 2), ceil(Wo / 2) */
+} wino_geom;
+
+
+/* U [16][Co][Ci] = G k G^T, with k[co][ci][i][j] at w[co*sco + ci*sci + i*si +
+ * j*sj] and G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
+static void wino_filter(int64_t Co, int64_t Ci, const float *w, int64_t sco, int64_t sci,
+                        int64_t si, int64_t sj, float *U)
+{
+    for (int64_t co = 0; co < Co; co++)
+        for (int64_t ci = 0; ci < Ci; ci++) {
+            const float *k = w + co * sco + ci * sci;
+            float t[4][3], u[4][4];
+            for (int j = 0; j < 3; j++) {
+                float g0 = k[j * sj], g1 = k[si + j * sj], g2 = k[2 * si + j * sj];
+                t[0][j] = g0;
+                t[1][j] = 0.5f * (g0 + g1 + g2);
+                t[2][j] = 0.5f * (g0 - g1 + g2);
+                t[3][j] = g2;
+            }
+            for (int a = 0; a < 4; a++) {
+                u[a][0] = t[a][0];
+                u[a][1] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
+                u[a][2] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
+                u[a][3] = t[a][2];
+            }
+            for (int a = 0; a < 4; a++)
+                for (int b = 0; b < 4; b++)
+                    U[((a * 4 + b) * Co + co) * Ci + ci] = u[a][b];
+        }
+}
+
+#ifdef TG_X86
+/* 16 floats of a source row as the zero-padded row sees them: lane l holds
+ * row[col + l], zero outside [0, n) or for a padding row (row NULL). Only
+ * in-row addresses are formed; a left edge is shifted in by a permute. */
+TG_AVX512_FN static inline __m512 load_padded(const float *row, int64_t col, int64_t n)
+{
+    if (!row || col >= n || col <= -16)
+        return _mm512_setzero_ps();
+    if (col >= 0)
+        return _mm512_maskz_loadu_ps(tail_mask(n - col < 16 ? n - col : 16), row + col);
+    const int64_t sh = -col, k = n < 16 - sh ? n : 16 - sh; /* lanes [sh, sh + k) */
+    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    __m512 v = _mm512_maskz_loadu_ps(tail_mask(k), row);
+    __mmask16 m = (__mmask16)(tail_mask(sh + k) & ~tail_mask(sh));
+    return _mm512_maskz_permutexvar_ps(m, _mm512_sub_epi32(iota, _mm512_set1_epi32((int)sh)), v);
+}
+
+/* Source row sr of channel sc, or NULL outside the image. */
+static inline const float *wino_row(const wino_geom *q, const float *sc, int64_t sr)
+{
+    return sr >= 0 && sr < q->Hs ? sc + sr * q->Ws : NULL;
+}
+
+/* The input transform of 16 lanes from the four patch rows: A[k], B[k] hold
+ * the even-lane (lanes 0-7) and odd-lane (8-15) halves' source columns as 32
+ * padded floats (A the first 16, B the next 16), C[k], D[k] the same two
+ * columns on; out the 16 values B^T d B. */
+#define WINO_IN_LANES(A, B, C, D, IDX_E, IDX_O, OUT)                                           \
+    do {                                                                                       \
+        __m512 h_[4][4];                                                                       \
+        for (int k_ = 0; k_ < 4; k_++) {                                                       \
+            __m512 e_ = _mm512_permutex2var_ps(A[k_], IDX_E, B[k_]);                           \
+            __m512 o_ = _mm512_permutex2var_ps(A[k_], IDX_O, B[k_]);                           \
+            __m512 e2_ = _mm512_permutex2var_ps(C[k_], IDX_E, D[k_]);                          \
+            __m512 o2_ = _mm512_permutex2var_ps(C[k_], IDX_O, D[k_]);                          \
+            h_[k_][0] = _mm512_sub_ps(e_, e2_);                                                \
+            h_[k_][1] = _mm512_add_ps(o_, e2_);                                                \
+            h_[k_][2] = _mm512_sub_ps(e2_, o_);                                                \
+            h_[k_][3] = _mm512_sub_ps(o_, o2_);                                                \
+        }                                                                                      \
+        for (int nu_ = 0; nu_ < 4; nu_++) {                                                    \
+            OUT[0 + nu_] = _mm512_sub_ps(h_[0][nu_], h_[2][nu_]);                              \
+            OUT[4 + nu_] = _mm512_add_ps(h_[1][nu_], h_[2][nu_]);                              \
+            OUT[8 + nu_] = _mm512_sub_ps(h_[2][nu_], h_[1][nu_]);                              \
+            OUT[12 + nu_] = _mm512_sub_ps(h_[1][nu_], h_[3][nu_]);                             \
+        }                                                                                      \
+    } while (0)
+
+/* V[xn][t0 + (th - th0)*TW + tw] (row stride vs) = B^T d B of tile (th, tw) of
+ * source channel sc for tile rows [th0, th1), B^T = [1 0 -1 0; 0 1 1 0;
+ * 0 -1 1 0; 0 1 0 -1]; the patch of tile (th, tw) starts at source row
+ * 2th + r0, column 2tw + c0. Rows of at most 8 tiles go two tile rows per
+ * vector (lanes 0-7 and 8-15), longer ones 16 tiles of one row at a time;
+ * the even and odd columns are split by permutes. The source is read in
+ * place (no padded copy: a masked store and a load of the same line would
+ * stall store forwarding). */
+TG_AVX512_FN static void wino_in_chan(const wino_geom *q, const float *sc, int64_t th0,
+                                      int64_t th1, float *V, int64_t vs, int64_t t0)
+{
+    const int64_t TW = q->TW, Ws = q->Ws, c0 = q->c0;
+    const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
+    __m512 A[4], B[4], C[4], D[4], v[16];
+    if (TW <= 8) {
+        const __mmask8 m8 = (__mmask8)((1u << TW) - 1u);
+        for (int64_t th = th0; th < th1; th += 2) {
+            const bool two = th + 1 < th1;
+            for (int k = 0; k < 4; k++) {
+                const float *ra = wino_row(q, sc, 2 * th + q->r0 + k);
+                const float *rb = two ? wino_row(q, sc, 2 * th + 2 + q->r0 + k) : NULL;
+                A[k] = load_padded(ra, c0, Ws);
+                C[k] = load_padded(ra, c0 + 2, Ws);
+                B[k] = load_padded(rb, c0, Ws);
+                D[k] = load_padded(rb, c0 + 2, Ws);
+            }
+            /* Lanes 0-7 from A (tile row th), 8-15 from B (th + 1). */
+            WINO_IN_LANES(A, B, C, D, ie, io, v);
+            float *d = V + t0 + (th - th0) * TW;
+            for (int xn = 0; xn < 16; xn++) {
+                _mm256_mask_storeu_ps(d + xn * vs, m8, _mm512_castps512_ps256(v[xn]));
+                if (two)
+                    _mm256_mask_storeu_ps(d + xn * vs + TW, m8, _mm512_extractf32x8_ps(v[xn], 1));
+            }
+        }
+        return;
+    }
+    for (int64_t th = th0; th < th1; th++)
+        for (int64_t tw = 0; tw < TW; tw += 16) {
+            for (int k = 0; k < 4; k++) {
+                const float *r = wino_row(q, sc, 2 * th + q->r0 + k);
+                const int64_t col = 2 * tw + c0;
+                A[k] = load_padded(r, col, Ws);
+                B[k] = load_padded(r, col + 16, Ws);
+                C[k] = load_padded(r, col + 2, Ws);
+                D[k] = load_padded(r, col + 18, Ws);
+            }
+            WINO_IN_LANES(A, B, C, D, ie, io, v);
+            const __mmask16 m = tail_mask(TW - tw < 16 ? TW - tw : 16);
+            float *d = V + t0 + (th - th0) * TW + tw;
+            for (int xn = 0; xn < 16; xn++)
+                _mm512_mask_storeu_ps(d + xn * vs, m, v[xn]);
+        }
+}
+
+/* The output transform of 16 lanes: m[xn] the 16 products, y[r][c] the
+ * outputs (r, c) of the lanes' tiles: A^T m A, A^T = [1 1 1 0; 0 1 -1 -1]. */
+#define WINO_OUT_LANES(m, y)                                                                   \
+    do {                                                                                       \
+        __m512 s0_[4], s1_[4];                                                                 \
+        for (int nu_ = 0; nu_ < 4; nu_++) {                                                    \
+            s0_[nu_] = _mm512_add_ps(_mm512_add_ps(m[0 + nu_], m[4 + nu_]), m[8 + nu_]);       \
+            s1_[nu_] = _mm512_sub_ps(_mm512_sub_ps(m[4 + nu_], m[8 + nu_]), m[12 + nu_]);      \
+        }                                                                                      \
+        y[0][0] = _mm512_add_ps(_mm512_add_ps(s0_[0], s0_[1]), s0_[2]);                        \
+        y[0][1] = _mm512_sub_ps(_mm512_sub_ps(s0_[1], s0_[2]), s0_[3]);                        \
+        y[1][0] = _mm512_add_ps(_mm512_add_ps(s1_[0], s1_[1]), s1_[2]);                        \
+        y[1][1] = _mm512_sub_ps(_mm512_sub_ps(s1_[1], s1_[2]), s1_[3]);                        \
+    } while (0)
+
+/* n <= 16 floats at d: v + bias (acc false), or d + v (acc true). */
+TG_AVX512_FN static inline void wino_put(float *d, int64_t n, __m512 v, __m512 bias, bool acc)
+{
+    const __mmask16 m = tail_mask(n);
+    v = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), v) : _mm512_add_ps(v, bias);
+    _mm512_mask_storeu_ps(d, m, v);
+}
+
+/* Output channel oc [Ho, Wo], tile rows [th0, th1), from M[xn][t0 + (th -
+ * th0)*TW + tw] (row stride ms): A^T m A plus bias (acc false: written) or
+ * added to what oc holds (acc true). Lanes as in wino_in_chan. */
+TG_AVX512_FN static void wino_out_chan(const wino_geom *q, const float *M, int64_t ms, int64_t t0,
+                                       int64_t th0, int64_t th1, float *oc, float bias, bool acc)
+{
+    const int64_t TW = q->TW, Wo = q->Wo, Ho = q->Ho;
+    const __m512i lo_idx =
+        _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi_idx =
+        _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const __m512 bv = _mm512_set1_ps(bias);
+    if (TW <= 8) {
+        const __mmask8 m8 = (__mmask8)((1u << TW) - 1u);
+        for (int64_t th = th0; th < th1; th += 2) {
+            const bool two = th + 1 < th1;
+            const float *mp = M + t0 + (th - th0) * TW;
+            __m512 m[16], y[2][2];
+            for (int xn = 0; xn < 16; xn++) {
+                __m256 a = _mm256_maskz_loadu_ps(m8, mp + xn * ms);
+                __m256 b = two ? _mm256_maskz_loadu_ps(m8, mp + xn * ms + TW) : _mm256_setzero_ps();
+                m[xn] = _mm512_insertf32x8(_mm512_castps256_ps512(a), b, 1);
+            }
+            WINO_OUT_LANES(m, y);
+            for (int r = 0; r < 2; r++) {
+                if (2 * th + r < Ho)
+                    wino_put(oc + (2 * th + r) * Wo, Wo,
+                             _mm512_permutex2var_ps(y[r][0], lo_idx, y[r][1]), bv, acc);
+                if (two && 2 * th + 2 + r < Ho)
+                    wino_put(oc + (2 * th + 2 + r) * Wo, Wo,
+                             _mm512_permutex2var_ps(y[r][0], hi_idx, y[r][1]), bv, acc);
+            }
+        }
+        return;
+    }
+    for (int64_t th = th0; th < th1; th++)
+        for (int64_t tw = 0; tw < TW; tw += 16) {
+            const __mmask16 mt = tail_mask(TW - tw < 16 ? TW - tw : 16);
+            const float *mp = M + t0 + (th - th0) * TW + tw;
+            __m512 m[16], y[2][2];
+            for (int xn = 0; xn < 16; xn++)
+                m[xn] = _mm512_maskz_loadu_ps(mt, mp + xn * ms);
+            WINO_OUT_LANES(m, y);
+            const int64_t col = 2 * tw, n = Wo - col < 32 ? Wo - col : 32;
+            for (int r = 0; r < 2 && 2 * th + r < Ho; r++) {
+                float *d = oc + (2 * th + r) * Wo + col;
+                wino_put(d, n < 16 ? n : 16, _mm512_permutex2var_ps(y[r][0], lo_idx, y[r][1]),
+                         bv, acc);
+                if (n > 16)
+                    wino_put(d + 16, n - 16, _mm512_permutex2var_ps(y[r][0], hi_idx, y[r][1]),
+                             bv, acc);
+            }
+        }
+}
+
+/* The correlation for images [0, nb) from src (image stride sn, channel
+ * stride Hs*Ws) into out (image stride on, channel stride Ho*Wo), tile rows
+ * [th0, th1): transforms into V [16][Ci][NT] and M [16][Co][NT] (NT = nb *
+ * (th1 - th0) * TW), then the 16 GEMMs. bias: [Co] or NULL; acc: add into out
+ * instead of writing. */
+TG_AVX512_FN static void wino_block(const wino_geom *q, const float *src, int64_t sn,
+                                    const float *U, float *out, int64_t on, const float *bias,
+                                    bool acc, int64_t nb, int64_t th0, int64_t th1, float *V,
+                                    float *M)
+{
+    const int64_t Ci = q->Ci, Co = q->Co, nth = th1 - th0, NT = nb * nth * q->TW;
+    const int64_t HWs = q->Hs * q->Ws, HWo = q->Ho * q->Wo;
+    for (int64_t nl = 0; nl < nb; nl++)
+        for (int64_t ci = 0; ci < Ci; ci++)
+            wino_in_chan(q, src + nl * sn + ci * HWs, th0, th1, V + ci * NT, Ci * NT,
+                         nl * nth * q->TW);
+    tg__gemm_batch_f32(false, false, 16, Co, NT, Ci, 1, U, Ci, Co * Ci, V, NT, Ci * NT, 0, M, NT,
+                       Co * NT);
+    for (int64_t nl = 0; nl < nb; nl++)
+        for (int64_t co = 0; co < Co; co++)
+            wino_out_chan(q, M + co * NT, Co * NT, nl * nth * q->TW, th0, th1,
+                          out + nl * on + co * HWo, bias ? bias[co] : 0.0f, acc);
+}
+
+/* The VJP's dw through the same transforms: with y = A^T [U . V] A and
+ * U = G k G^T, dL/dU = (A dy A^T) . V for each tile, so
+ *   dw[o, c] = G^T (sum over tiles of (A dy_o A^T) . V_c) G,
+ * A = [1 0; 1 1; 1 -1; 0 -1] (dy zero past the output's edge). The sums over
+ * tiles are 16 GEMMs S [16][Og][Cg] += Y [16][Og][NT] @ V [16][Cg][NT]^T. */
+
+/* Y[xn][t0 + (th - th0)*TW + tw] (row stride ys) = A dy A^T of output tile
+ * (th, tw) of channel dc [Ho, Wo], tile rows [th0, th1). */
+TG_AVX512_FN static void wino_dy_chan(const wino_geom *q, const float *dc, int64_t th0,
+                                      int64_t th1, float *Y, int64_t ys, int64_t t0)
+{
+    const int64_t TW = q->TW, Wo = q->Wo, Ho = q->Ho;
+    const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
+    const bool two_rows = TW <= 8;
+    for (int64_t th = th0; th < th1; th += two_rows ? 2 : 1)
+        for (int64_t tw = 0; tw < TW; tw += 16) {
+            /* Rows 2th + r (r < 2) of the lanes' tiles: lanes 0-7 tile row th
+             * and 8-15 tile row th + 1 for short rows, else 16 tiles of row th. */
+            const bool two = two_rows && th + 1 < th1;
+            __m512 e[2], o[2];
+            for (int r = 0; r < 2; r++) {
+                __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+                int64_t ra = 2 * th + r, rb = two_rows ? 2 * th + 2 + r : ra;
+                int64_t ca = two_rows ? 0 : 2 * tw, cb = two_rows ? 0 : 2 * tw + 16;
+                if (ra < Ho && ca < Wo)
+                    a = _mm512_maskz_loadu_ps(tail_mask(Wo - ca < 16 ? Wo - ca : 16),
+                                              dc + ra * Wo + ca);
+                if ((!two_rows || two) && rb < Ho && cb < Wo)
+                    b = _mm512_maskz_loadu_ps(tail_mask(Wo - cb < 16 ? Wo - cb : 16),
+                                              dc + rb * Wo + cb);
+                e[r] = _mm512_permutex2var_ps(a, ie, b);
+                o[r] = _mm512_permutex2var_ps(a, io, b);
+            }
+            /* A d A^T: rows (d0, d0 + d1, d0 - d1, -d1), the same for columns. */
+            __m512 hr[4][2]; /* [xi][column: even, odd] */
+            for (int c = 0; c < 2; c++) {
+                __m512 d0 = c ? o[0] : e[0], d1 = c ? o[1] : e[1];
+                hr[0][c] = d0;
+                hr[1][c] = _mm512_add_ps(d0, d1);
+                hr[2][c] = _mm512_sub_ps(d0, d1);
+                hr[3][c] = _mm512_sub_ps(_mm512_setzero_ps(), d1);
+            }
+            float *d = Y + t0 + (th - th0) * TW + (two_rows ? 0 : tw);
+            const __mmask16 m = tail_mask(two_rows ? 16 : TW - tw < 16 ? TW - tw : 16);
+            const __mmask8 m8 = (__mmask8)((1u << (TW < 8 ? TW : 8)) - 1u);
+            for (int xi = 0; xi < 4; xi++) {
+                __m512 c0 = hr[xi][0], c1 = hr[xi][1], v[4];
+                v[0] = c0;
+                v[1] = _mm512_add_ps(c0, c1);
+                v[2] = _mm512_sub_ps(c0, c1);
+                v[3] = _mm512_sub_ps(_mm512_setzero_ps(), c1);
+                for (int nu = 0; nu < 4; nu++) {
+                    float *dst = d + (xi * 4 + nu) * ys;
+                    if (!two_rows) {
+                        _mm512_mask_storeu_ps(dst, m, v[nu]);
+                        continue;
+                    }
+                    _mm256_mask_storeu_ps(dst, m8, _mm512_castps512_ps256(v[nu]));
+                    if (two)
+                        _mm256_mask_storeu_ps(dst + TW, m8, _mm512_extractf32x8_ps(v[nu], 1));
+                }
+            }
+            if (two_rows)
+                break; /* one vector covers the whole tile row */
+        }
+}
+
+/* dw [Og, Cg, 3, 3] += G^T S_oc G for each (o, c), S [16][Og][Cg],
+ * G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1]. */
+static void wino_dw_out(int64_t Og, int64_t Cg, const float *S, float *dw)
+{
+    for (int64_t o = 0; o < Og; o++)
+        for (int64_t c = 0; c < Cg; c++) {
+            float s[4][4], t[3][4];
+            for (int a = 0; a < 16; a++)
+                s[a / 4][a % 4] = S[(a * Og + o) * Cg + c];
+            for (int b = 0; b < 4; b++) {
+                t[0][b] = s[0][b] + 0.5f * (s[1][b] + s[2][b]);
+                t[1][b] = 0.5f * (s[1][b] - s[2][b]);
+                t[2][b] = 0.5f * (s[1][b] + s[2][b]) + s[3][b];
+            }
+            float *k = dw + (o * Cg + c) * 9;
+            for (int i = 0; i < 3; i++) {
+                k[i * 3 + 0] += t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+                k[i * 3 + 1] += 0.5f * (t[i][1] - t[i][2]);
+                k[i * 3 + 2] += 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+            }
+        }
+}
+#endif
+
+/* ------------------------------------------------------------------ plan */
+
+/* Work is split into blocks of `chunk` images whose column matrix fits the
+ * budget (about the L2 cache: writing and re-reading a whole-batch col from
+ * memory cost more than rebuilding blocks, measured in docs/performance.md).
+ * An image whose col alone is over the budget is cut into bands of `rows`
+ * output rows (the GEMMs then read and write y and dy in place, with row
+ * stride OH*OW). Threads take whole blocks, each with its own scratch, and
+ * run the GEMMs inside their block single-threaded (a nested OpenMP region).
+ * Blocks are handed out one at a time (dynamic schedule): on a busy machine a
+ * thread that starts late takes fewer, and which thread computes a block
+ * changes nothing in its result. The VJP's dw and db are sums over blocks:
+ * block b adds into partial sum b % slots in block (and band) order, one
+ * thread per slot, and the slots are added in slot order at the end, so the
+ * result depends on the shape (and the budget) only. */
+#define DEFAULT_BUDGET ((int64_t)1 << 20) /* bytes of one thread's col block */
+#define PAR_MIN_MACS 1048576.0            /* smallest conv given several threads */
+#define MIN_BAND 256                      /* fewest columns of a band */
+#define MAX_SLOTS 8
+static int64_t budget_bytes = DEFAULT_BUDGET;
+
+int64_t tg__conv2d_budget_force(int64_t bytes)
+{
+    int64_t old = budget_bytes;
+    budget_bytes = bytes > 0 ? bytes : DEFAULT_BUDGET;
+    return old;
+}
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#else
+#define THREAD_ID() 0
+#endif
+
+/* The forward's and dx's correlations of one group. */
+static void wino_geoms(const tg__conv2d_geom *g, wino_geom *f, wino_geom *d)
+{
+    const int64_t Cg = g->C / g->groups, Og = g->O / g->groups;
+    *f = (wino_geom){.Ci = Cg, .Co = Og, .Hs = g->H, .Ws = g->W, .Ho = g->OH, .Wo = g->OW,
+                     .r0 = -g->PT, .c0 = -g->PL, .TH = (g->OH + 1) / 2, .TW = (g->OW + 1) / 2};
+    *d = (wino_geom){.Ci = Og, .Co = Cg, .Hs = g->OH, .Ws = g->OW, .Ho = g->H, .Wo = g->W,
+                     .r0 = g->PT - 2, .c0 = g->PL - 2, .TH = (g->H + 1) / 2, .TW = (g->W + 1) / 2};
+}
+
+/* Blocks of the correlation: *nb images, or one image in bands of *rows tile
+ * rows, so that V and M (16 * (Ci + Co) floats per tile) fit the same budget
+ * as a col block (at least one tile row). Returns the floats of V and M. */
+static int64_t wino_blocking(const wino_geom *q, int64_t N, int64_t *nb, int64_t *rows)
+{
+    const int64_t per_tile = 16 * (q->Ci + q->Co), T = q->TH * q->TW;
+    int64_t nt = budget_bytes / 4 / per_tile;
+    if (nt < q->TW)
+        nt = q->TW;
+    *nb = 1;
+    *rows = q->TH;
+    if (T <= nt) {
+        *nb = nt / T < N ? nt / T : N;
+        if (*nb < 1)
+            *nb = 1;
+    } else {
+        *rows = nt / q->TW;
+    }
+    return per_tile * *nb * *rows * q->TW;
+}
+
+void tg__conv2d_plan_f32(const tg__conv2d_geom *g, tg__conv2d_plan *p)
+{
+    const int64_t Cg = g->C / g->groups, KK = g->KH * g->KW, OW = g->OW, P = g->OH * OW;
+    p->direct = g->C == 1;
+    const int64_t Kc = Cg * KK, rowk = (p->direct ? KK : Kc) * OW; /* col floats per row */
+    const int64_t fit = budget_bytes / 4; /* floats */
+    int64_t chunk = p->direct ? 1 : fit / (rowk * g->OH), rows = g->OH;
+    if (chunk < 1) {
+        chunk = 1;
+        rows = fit / rowk;
+        if (rows * OW < MIN_BAND)
+            rows = (MIN_BAND + OW - 1) / OW;
+        if (rows < 1)
+            rows = 1;
+        if (rows > g->OH)
+            rows = g->OH;
+    }
+    if (chunk > g->N)
+        chunk = g->N;
+    if (chunk < 1)
+        chunk = 1;
+    p->chunk = chunk;
+    p->rows = rows;
+    p->n_chunks = (g->N + chunk - 1) / chunk;
+    p->slots = p->n_chunks < MAX_SLOTS ? p->n_chunks : MAX_SLOTS;
+    if (p->slots < 1)
+        p->slots = 1;
+    /* Threads over blocks (outer) when there are enough blocks to share,
+     * else blocks in turn with threads inside (im2col, GEMM, col2im). A conv
+     * of fewer than PAR_MIN_MACS multiply-adds runs on one thread: a
+     * parallel region would cost more than it saves. */
+    const double macs = (double)g->N * (double)g->O * (double)P * (double)Kc;
+    int nt = macs < PAR_MIN_MACS ? 1 : tg__threads();
+    p->nt = nt;
+    p->outer = p->direct || p->slots >= 2 * nt;
+    p->nt_outer = !p->outer ? 1 : nt < p->n_chunks ? nt : (int)(p->n_chunks > 0 ? p->n_chunks : 1);
+    p->nt_inner = p->outer ? 1 : nt;
+    p->col_elems = p->nt_outer * rowk * rows * chunk;
+    p->yt_elems = p->direct || chunk == 1 ? 0 : p->nt_outer * g->O * chunk * P;
+    p->dwp_elems = p->slots * g->O * Kc;
+    p->dbp_elems = p->slots * g->O;
+    /* Winograd for the forward and the whole VJP: 3x3, stride 1, no dilation,
+     * AVX-512, at least 4 channels per group each way. Its dw partial sums
+     * are 16 * O * Cg floats per slot, one slot per block up to MAX_SLOTS. */
+    const int64_t Og = g->O / g->groups;
+    p->wino = !p->direct && tg__cpu() == TG_CPU_AVX512 && g->KH == 3 && g->KW == 3 &&
+              g->SH == 1 && g->SW == 1 && g->DH == 1 && g->DW == 1 && Cg >= 4 && Og >= 4;
+    p->u_elems = p->wv_elems = 0;
+    if (p->wino) {
+        wino_geom qf, qd;
+        wino_geoms(g, &qf, &qd);
+        int64_t nbf, rf, nbd, rd;
+        const int64_t vf = wino_blocking(&qf, g->N, &nbf, &rf);
+        const int64_t vd = wino_blocking(&qd, g->N, &nbd, &rd);
+        const int64_t units = (g->N + nbf - 1) / nbf * ((qf.TH + rf - 1) / rf);
+        p->u_elems = 16 * g->O * Cg;
+        p->wv_elems = (int64_t)nt * (vf > vd ? vf : vd);
+        p->slots = units < MAX_SLOTS ? (units > 0 ? units : 1) : MAX_SLOTS;
+        p->dwp_elems = p->slots * 16 * g->O * Cg;
+        p->col_elems = p->yt_elems = p->dbp_elems = 0;
+    }
+}
+
+/* ------------------------------------------------------ Winograd driver */
+
+/* The forward (dx_pass false: y = corr(x, w) + bias) or the VJP's dx (dx +=
+ * corr(dy, w flipped and transposed)) through Winograd. U: p->u_elems floats
+ * for the transformed filters; wv: p->wv_elems floats. Blocks of images (or
+ * bands of tile rows of one image) go to threads when there are at least two
+ * per thread, else they run in turn with the GEMMs threaded inside. Every
+ * output element is written by one block. */
+static void wino_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, bool dx_pass,
+                     const float *src, const float *w, const float *bias, float *out, float *U,
+                     float *wv)
+{
+#ifdef TG_X86
+    const int64_t Cg = g->C / g->groups, Og = g->O / g->groups, G = g->groups;
+    wino_geom qf, qd;
+    wino_geoms(g, &qf, &qd);
+    const wino_geom q = dx_pass ? qd : qf;
+    int64_t nb, rows;
+    const int64_t blk = wino_blocking(&q, g->N, &nb, &rows);
+    const int64_t n_bands = (q.TH + rows - 1) / rows, units = (g->N + nb - 1) / nb * n_bands;
+    const int64_t v_elems = 16 * q.Ci * nb * rows * q.TW;
+    for (int64_t gi = 0; gi < G; gi++) {
+        const float *wg = w + gi * Og * Cg * 9;
+        if (dx_pass)
+            wino_filter(Cg, Og, wg + 8, 9, Cg * 9, -3, -1, U + gi * 16 * Og * Cg);
+        else
+            wino_filter(Og, Cg, wg, Cg * 9, 9, 3, 1, U + gi * 16 * Og * Cg);
+    }
+    /* Source and output strides: image, and the group's first channel. */
+    const int64_t sn = (dx_pass ? g->O : g->C) * q.Hs * q.Ws, sg = q.Ci * q.Hs * q.Ws;
+    const int64_t on = (dx_pass ? g->C : g->O) * q.Ho * q.Wo, og = q.Co * q.Ho * q.Wo;
+    int nt = units >= 2 * pl->nt ? pl->nt : 1;
+    TG_OMP("omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)")
+    for (int64_t u = 0; u < units; u++) {
+        const int64_t n0 = u / n_bands * nb, nbb = g->N - n0 < nb ? g->N - n0 : nb;
+        const int64_t th0 = u % n_bands * rows, th1 = th0 + rows < q.TH ? th0 + rows : q.TH;
+        float *V = wv + THREAD_ID() * blk, *M = V + v_elems;
+        for (int64_t gi = 0; gi < G; gi++)
+            wino_block(&q, src + n0 * sn + gi * sg, sn, U + gi * 16 * Og * Cg,
+                       out + n0 * on + gi * og, on, bias ? bias + gi * Og : NULL, dx_pass, nbb,
+                       th0, th1, V, M);
+    }
+#else
+    (void)g, (void)pl, (void)dx_pass, (void)src, (void)w, (void)bias, (void)out, (void)U,
+        (void)wv;
+#endif
+}
+
+/* The VJP's dw through Winograd (see wino_dy_chan): blocks as for the
+ * forward, each adding into partial sum S_(b % slots) in block order (one
+ * thread per slot); the slots are added in slot order and transformed into
+ * dw. wv: p->wv_elems floats; S: p->dwp_elems floats (slots * 16 * O * Cg). */
+static void wino_dw_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, const float *x,
+                        const float *dout, float *dw, float *wv, float *S)
+{
+#ifdef TG_X86
+    const int64_t Cg = g->C / g->groups, Og = g->O / g->groups, G = g->groups;
+    wino_geom q, qd;
+    wino_geoms(g, &q, &qd);
+    int64_t nb, rows;
+    const int64_t blk = wino_blocking(&q, g->N, &nb, &rows);
+    const int64_t n_bands = (q.TH + rows - 1) / rows, units = (g->N + nb - 1) / nb * n_bands;
+    const int64_t slots = pl->slots, s_elems = 16 * g->O * Cg;
+    const int64_t HW = g->H * g->W, P = g->OH * g->OW;
+    int nt = slots >= 2 * pl->nt ? pl->nt : 1;
+    TG_OMP("omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)")
+    for (int64_t sl = 0; sl < slots; sl++) {
+        float *V = wv + THREAD_ID() * blk, *Sl = S + sl * s_elems;
+        memset(Sl, 0, (size_t)s_elems * sizeof *Sl);
+        for (int64_t u = sl; u < units; u += slots) {
+            const int64_t n0 = u / n_bands * nb, nbb = g->N - n0 < nb ? g->N - n0 : nb;
+            const int64_t th0 = u % n_bands * rows, th1 = th0 + rows < q.TH ? th0 + rows : q.TH;
+            const int64_t nth = th1 - th0, NT = nbb * nth * q.TW;
+            float *Y = V + 16 * Cg * NT;
+            for (int64_t gi = 0; gi < G; gi++) {
+                for (int64_t nl = 0; nl < nbb; nl++) {
+                    for (int64_t c = 0; c < Cg; c++)
+                        wino_in_chan(&q, x + ((n0 + nl) * g->C + gi * Cg + c) * HW, th0, th1,
+                                     V + c * NT, Cg * NT, nl * nth * q.TW);
+                    for (int64_t o = 0; o < Og; o++)
+                        wino_dy_chan(&q, dout + ((n0 + nl) * g->O + gi * Og + o) * P, th0, th1,
+                                     Y + o * NT, Og * NT, nl * nth * q.TW);
+                }
+                tg__gemm_batch_f32(false, true, 16, Og, Cg, NT, 1, Y, NT, Og * NT, V, NT,
+                                   Cg * NT, 1, Sl + gi * 16 * Og * Cg, Cg, Og * Cg);
+            }
+        }
+    }
+    for (int64_t k = 0; k < s_elems; k++)
+        for (int64_t sl = 1; sl < slots; sl++)
+            S[k] += S[sl * s_elems + k];
+    for (int64_t gi = 0; gi < G; gi++)
+        wino_dw_out(Og, Cg, S + gi * 16 * Og * Cg, dw + gi * Og * Cg * 9);
+#else
+    (void)g, (void)pl, (void)x, (void)dout, (void)dw, (void)wv, (void)S;
+#endif
+}
+
+/* --------------------------------------------------------------- forward */
+
+/* y[n0 + nl, gi*Og + o, :] = yb [Og, nb*P] (image nl's columns at nl*P) +
+ * bias[o]; tasks o over nti threads. */
+static void scatter_block(const tg__conv2d_geom *g, const float *yb, const float *bias,
+                          int64_t n0, int64_t nb, int64_t gi, float *out, int nti)
+{
+    const int64_t Og = g->O / g->groups, P = g->OH * g->OW;
+    (void)nti;
+    TG_OMP("omp parallel for num_threads(nti) schedule(static) if (nti > 1)")
+    for (int64_t o = 0; o < Og; o++)
+        for (int64_t nl = 0; nl < nb; nl++)
+            add_rows(out + ((n0 + nl) * g->O + gi * Og + o) * P, yb + o * nb * P + nl * P,
+                     bias ? bias[o] : 0.0f, P);
+}
+
+void tg__conv2d_forward_f32(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, const float *x,
+                            const float *w, const float *bias, float *out,
+                            const tg__conv2d_scratch *s)
+{
+    if (pl->wino) {
+        wino_run(g, pl, false, x, w, bias, out, s->u, s->wv);
+        return;
+    }
+    float *col = s->col, *yt = s->yt;
+    const int64_t Cg = g->C / g->groups, Og = g->O / g->groups, KK = g->KH * g->KW;
+    const int64_t Kc = Cg * KK, P = g->OH * g->OW, HW = g->H * g->W, O = g->O;
+    const int64_t chunk = pl->chunk, n_chunks = pl->n_chunks, rows = pl->rows;
+    const int64_t blk = pl->col_elems / pl->nt_outer, yblk = O * chunk * P;
+    const bool ident = is_identity(g);
+    const int nto = pl->nt_outer, nti = pl->nt_inner;
+    (void)nto;
+    TG_OMP("omp parallel for num_threads(nto) schedule(dynamic, 1) if (nto > 1)")
+    for (int64_t b = 0; b < n_chunks; b++) {
+        const int64_t n0 = b * chunk, nb = g->N - n0 < chunk ? g->N - n0 : chunk;
+        float *cb = col + THREAD_ID() * blk;
+        float *yb = yt ? yt + THREAD_ID() * yblk : NULL;
+        for (int64_t r0 = 0; r0 < g->OH; r0 += rows) {
+            const int64_t r1 = r0 + rows < g->OH ? r0 + rows : g->OH, bP = (r1 - r0) * g->OW;
+            if (pl->direct) {
+                im2col_chan(g, x + n0 * HW, cb, bP, r0, r1);
+                dfwd(O, KK, bP, w, bias, cb, out + n0 * O * P + r0 * g->OW, P);
+                continue;
+            }
+            for (int64_t gi = 0; gi < g->groups; gi++) {
+                const float *wg = w + gi * Og * Kc;
+                if (!ident)
+                    im2col_block(g, x, n0, nb, gi, r0, r1, cb, nti);
+                if (nb > 1 && !ident) {
+                    /* One GEMM for the block, then y (NCHW) = its columns + bias. */
+                    tg__gemm_f32(false, false, Og, nb * P, Kc, 1, wg, Kc, cb, nb * P, 0, yb,
+                                 nb * P);
+                    scatter_block(g, yb, bias ? bias + gi * Og : NULL, n0, nb, gi, out, nti);
+                    continue;
+                }
+                for (int64_t nl = 0; nl < nb; nl++) {
+                    float *yg = out + ((n0 + nl) * O + gi * Og) * P + r0 * g->OW;
+                    if (ident)
+                        tg__gemm_f32(false, false, Og, bP, Kc, 1, wg, Kc,
+                                     x + ((n0 + nl) * g->C + gi * Cg) * HW + r0 * g->OW, P, 0,
+                                     yg, P);
+                    else
+                        tg__gemm_f32(false, false, Og, bP, Kc, 1, wg, Kc, cb + nl * bP,
+                                     nb * bP, 0, yg, P);
+                    if (bias)
+                        for (int64_t o = 0; o < Og; o++)
+                            addc(yg + o * P, bias[gi * Og + o], bP);
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------- VJP */
+
+/* db[o] += the sum of dy[n, o, :] over every image, in double; one thread per
+ * o. (For a VJP that needs neither dx nor dw.) */
+static void bias_grad(const tg__conv2d_geom *g, int nt, const float *dout, float *db)
+{
+    const int64_t P = g->OH * g->OW, O = g->O, N = g->N;
+    (void)nt;
+    TG_OMP("omp parallel for num_threads(nt) schedule(static) if (nt > 1)")
+    for (int64_t o = 0; o < O; o++) {
+        double s = 0.0;
+        for (int64_t n = 0; n < N; n++)
+            s += sumd(dout + (n * O + o) * P, P);
+        db[o] += (float)s;
+    }
+}
+
+/* One block's VJP: images [n0, n0 + nb) (one image when cut into bands).
+ * dwp, dbp: the slot's partial sums (NULL when not wanted). The direct path
+ * (C = 1) correlates x with dy for dw and sums w^T dy for dx; the GEMM path
+ * takes dy' from dy (a copy only for blocks of several images). */
+static void block_vjp(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, const float *x,
+                      const float *w, const float *dout, float *dx, float *dwp, double *dbp,
+                      int64_t n0, int64_t nb, float *cb, float *dyt)
+{
+    const int64_t Cg = g->C / g->groups, Og = g->O / g->groups, KK = g->KH * g->KW;
+    const int64_t Kc = Cg * KK, P = g->OH * g->OW, O = g->O, OW = g->OW, HW = g->H * g->W;
+    const int nti = pl->nt_inner;
+    /* db, and dy' [O, nb*P] (row o holds dy[n, o, :] of the block's images)
+     * for blocks of several images; one image's dy is that matrix already. */
+    const float *dys = dout + n0 * O * P;
+    int64_t lda = P;
+    (void)nti;
+    TG_OMP("omp parallel for num_threads(nti) schedule(static) if (nti > 1)")
+    for (int64_t o = 0; o < O; o++) {
+        for (int64_t nl = 0; nl < nb; nl++) {
+            const float *src = dout + ((n0 + nl) * O + o) * P;
+            if (nb > 1)
+                memcpy(dyt + o * nb * P + nl * P, src, (size_t)P * sizeof *src);
+            if (dbp)
+                dbp[o] += sumd(src, P);
+        }
+    }
+    if (nb > 1) {
+        dys = dyt;
+        lda = nb * P;
+    }
+    if (!dx && !dwp)
+        return;
+    for (int64_t r0 = 0; r0 < g->OH; r0 += pl->rows) {
+        const int64_t r1 = r0 + pl->rows < g->OH ? r0 + pl->rows : g->OH, bP = (r1 - r0) * OW;
+        const int64_t ld = nb * bP;
+        const float *dyb = dys + r0 * OW; /* nb > 1 only without bands: r0 == 0 */
+        if (pl->direct) {
+            if (dwp) {
+                im2col_chan(g, x + n0 * HW, cb, bP, r0, r1);
+                dwk(O, KK, bP, dyb, P, cb, dwp);
+            }
+            if (dx) {
+                dcol(O, KK, bP, w, dyb, P, cb);
+                col2im_chan(g, cb, bP, dx + n0 * HW, r0, r1);
+            }
+            continue;
+        }
+        for (int64_t gi = 0; gi < g->groups; gi++) {
+            const float *dyg = dyb + gi * Og * lda, *wg = w + gi * Og * Kc;
+            if (dwp) {
+                im2col_block(g, x, n0, nb, gi, r0, r1, cb, nti);
+                tg__gemm_f32(false, true, Og, Kc, ld, 1, dyg, lda, cb, ld, 1, dwp + gi * Og * Kc,
+                             Kc);
+            }
+            if (dx) {
+                tg__gemm_f32(true, false, Kc, ld, Og, 1, wg, Kc, dyg, lda, 0, cb, ld);
+                col2im_block(g, cb, n0, nb, gi, r0, r1, dx, nti);
+            }
+        }
+    }
+}
+
+void tg__conv2d_backward_f32(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, const float *x,
+                             const float *w, const float *dout, float *dx, float *dw, float *db,
+                             const tg__conv2d_scratch *s)
+{
+    const int64_t Kc = g->C / g->groups * g->KH * g->KW, O = g->O, P = g->OH * g->OW;
+    const int64_t chunk = pl->chunk, n_chunks = pl->n_chunks, slots = pl->slots;
+    const int nt = pl->nt, nto = pl->nt_outer;
+    if (!dx && !dw) {
+        if (db)
+            bias_grad(g, nt, dout, db);
+        return;
+    }
+    if (pl->wino) {
+        if (dx)
+            wino_run(g, pl, true, dout, w, NULL, dx, s->u, s->wv);
+        if (dw)
+            wino_dw_run(g, pl, x, dout, dw, s->wv, s->dwp);
+        if (db)
+            bias_grad(g, nt, dout, db);
+        return;
+    }
+    const int64_t blk = pl->col_elems / nto, dblk = O * chunk * P;
+    (void)nto;
+    TG_OMP("omp parallel for num_threads(nto) schedule(dynamic, 1) if (nto > 1)")
+    for (int64_t sl = 0; sl < slots; sl++) {
+        float *cb = s->col + THREAD_ID() * blk;
+        float *dyt = s->yt ? s->yt + THREAD_ID() * dblk : NULL; /* NULL: chunk 1 */
+        float *dwp = dw ? s->dwp + sl * O * Kc : NULL;
+        double *dbp = db ? s->dbp + sl * O : NULL;
+        if (dbp)
+            for (int64_t o = 0; o < O; o++)
+                dbp[o] = 0.0;
+        if (dwp)
+            memset(dwp, 0, (size_t)(O * Kc) * sizeof *dwp);
+        for (int64_t b = sl; b < n_chunks; b += slots) {
+            const int64_t n0 = b * chunk, nb = g->N - n0 < chunk ? g->N - n0 : chunk;
+            block_vjp(g, pl, x, w, dout, dx, dwp, dbp, n0, nb, cb, dyt);
+        }
+    }
+    /* The slots, in slot order. */
+    if (dw) {
+        const int64_t n_dw = O * Kc;
+        TG_OMP("omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n_dw > 4096)")
+        for (int64_t k = 0; k < n_dw; k++) {
+            float t = s->dwp[k];
+            for (int64_t sl = 1; sl < slots; sl++)
+                t += s->dwp[sl * n_dw + k];
+            dw[k] += t;
+        }
+    }
+    if (db)
+        for (int64_t o = 0; o < O; o++) {
+            double t = s->dbp[o];
+            for (int64_t sl = 1; sl < slots; sl++)
+                t += s->dbp[sl * O + o];
+            db[o] += (float)t;
+        }
 }
 
 /* -------------------------------------------------------------- reference */

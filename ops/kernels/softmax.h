@@ -2,7 +2,8 @@
  * A softmax "along an axis" views the tensor as [outer, C, inner] (C the axis,
  * inner the product of the dims after it); the cross-entropy kernels take
  * contiguous rows [N, C]. Every kernel subtracts the row maximum before exp.
- * Each comes in a float32 (fast path: expf, sums in double) and a float64
+ * Each comes in a float32 (fast path: a vectorised exp, at most 1 ulp from
+ * the correctly rounded e^x; sums in double) and a float64 (libm exp)
  * version. Gradient kernels accumulate (+=) into dx / dt. Per-row statistics
  * are double arrays of length N (mx = row max, inv = 1 / sum_c exp(x - mx)
  * rounded to the element type, logsum = log sum_c exp(x - mx)), so a backward
