@@ -1,7 +1,9 @@
 /* conv2d: torch.nn.functional.conv2d (cross-correlation; stride, padding,
  * 'same', dilation, groups, optional bias). Here: the argument checks and shape
- * rule, the arena scratch, and the dtype dispatch. The im2col + GEMM loops and
- * the float64 reference loop are in ops/kernels/conv.c. */
+ * rule, the arena scratch (sized by the float32 path's plan), and the dtype
+ * dispatch. The loops (float64 per-image GEMMs, the float32 paths: im2col +
+ * GEMM, direct kernels, Winograd; the float64 reference) are in
+ * ops/kernels/conv.c; docs/performance.md describes the float32 paths. */
 #include "internal.h"
 #include "kernels/conv.h"
 

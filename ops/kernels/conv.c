@@ -1,8 +1,9 @@
-/* Convolution kernels, graph-free: im2col / col2im, the float64 conv2d forward
- * and VJP as one GEMM per image and group, the float32 fast path (the whole
- * batch lowered to large GEMMs, direct SIMD kernels for one input channel) and
- * the direct float64 reference loops. No graph, no allocation: callers pass
- * the scratch. Shapes and the col layout are described in conv.h. */
+/* Convolution kernels, graph-free: the float64 conv2d forward and VJP as one
+ * GEMM per image and group; the float32 paths (blocks of images lowered to
+ * GEMMs through im2col / col2im, direct SIMD kernels for one input channel,
+ * Winograd F(2x2, 3x3) for 3x3 stride-1 convs; threads over blocks); and the
+ * direct float64 reference loops. No graph, no allocation: callers pass the
+ * scratch. Shapes, the col layout and the plan are described in conv.h. */
 #include "conv.h"
 
 #include "cpu.h"
@@ -860,30 +861,38 @@ static inline const float *wino_row(const wino_geom *q, const float *sc, int64_t
     return sr >= 0 && sr < q->Hs ? sc + sr * q->Ws : NULL;
 }
 
-/* The input transform of 16 lanes from the four patch rows: A[k], B[k] hold
- * the even-lane (lanes 0-7) and odd-lane (8-15) halves' source columns as 32
- * padded floats (A the first 16, B the next 16), C[k], D[k] the same two
- * columns on; out the 16 values B^T d B. */
-#define WINO_IN_LANES(A, B, C, D, IDX_E, IDX_O, OUT)                                           \
-    do {                                                                                       \
-        __m512 h_[4][4];                                                                       \
-        for (int k_ = 0; k_ < 4; k_++) {                                                       \
-            __m512 e_ = _mm512_permutex2var_ps(A[k_], IDX_E, B[k_]);                           \
-            __m512 o_ = _mm512_permutex2var_ps(A[k_], IDX_O, B[k_]);                           \
-            __m512 e2_ = _mm512_permutex2var_ps(C[k_], IDX_E, D[k_]);                          \
-            __m512 o2_ = _mm512_permutex2var_ps(C[k_], IDX_O, D[k_]);                          \
-            h_[k_][0] = _mm512_sub_ps(e_, e2_);                                                \
-            h_[k_][1] = _mm512_add_ps(o_, e2_);                                                \
-            h_[k_][2] = _mm512_sub_ps(e2_, o_);                                                \
-            h_[k_][3] = _mm512_sub_ps(o_, o2_);                                                \
-        }                                                                                      \
+/* The input transform of 16 lanes, one patch row k at a time (few live
+ * registers): LOAD(k, a, b, c, d) sets a, b to the row's padded columns for
+ * the lanes (32 floats: a the first 16, b the next 16) and c, d to the same
+ * two columns on; the even and odd columns are split by permutes, the row's
+ * horizontal transform h = (d0 - d2, d1 + d2, d2 - d1, d1 - d3) goes into the
+ * vertical one as it comes: OUT[xi*4 + nu] = B^T h B. */
+#define WINO_IN_LANES(LOAD, IDX_E, IDX_O, OUT)                                                 \
+    for (int k_ = 0; k_ < 4; k_++) {                                                           \
+        __m512 a_, b_, c_, d_;                                                                 \
+        LOAD(k_, a_, b_, c_, d_);                                                              \
+        __m512 e_ = _mm512_permutex2var_ps(a_, IDX_E, b_);                                     \
+        __m512 o_ = _mm512_permutex2var_ps(a_, IDX_O, b_);                                     \
+        __m512 e2_ = _mm512_permutex2var_ps(c_, IDX_E, d_);                                    \
+        __m512 o2_ = _mm512_permutex2var_ps(c_, IDX_O, d_);                                    \
+        __m512 h_[4] = {_mm512_sub_ps(e_, e2_), _mm512_add_ps(o_, e2_), _mm512_sub_ps(e2_, o_), \
+                        _mm512_sub_ps(o_, o2_)};                                               \
         for (int nu_ = 0; nu_ < 4; nu_++) {                                                    \
-            OUT[0 + nu_] = _mm512_sub_ps(h_[0][nu_], h_[2][nu_]);                              \
-            OUT[4 + nu_] = _mm512_add_ps(h_[1][nu_], h_[2][nu_]);                              \
-            OUT[8 + nu_] = _mm512_sub_ps(h_[2][nu_], h_[1][nu_]);                              \
-            OUT[12 + nu_] = _mm512_sub_ps(h_[1][nu_], h_[3][nu_]);                             \
+            if (k_ == 0) {                                                                     \
+                OUT[nu_] = h_[nu_];                                                            \
+            } else if (k_ == 1) {                                                              \
+                OUT[4 + nu_] = h_[nu_];                                                        \
+                OUT[8 + nu_] = _mm512_sub_ps(_mm512_setzero_ps(), h_[nu_]);                    \
+                OUT[12 + nu_] = h_[nu_];                                                       \
+            } else if (k_ == 2) {                                                              \
+                OUT[nu_] = _mm512_sub_ps(OUT[nu_], h_[nu_]);                                   \
+                OUT[4 + nu_] = _mm512_add_ps(OUT[4 + nu_], h_[nu_]);                           \
+                OUT[8 + nu_] = _mm512_add_ps(OUT[8 + nu_], h_[nu_]);                           \
+            } else {                                                                           \
+                OUT[12 + nu_] = _mm512_sub_ps(OUT[12 + nu_], h_[nu_]);                         \
+            }                                                                                  \
         }                                                                                      \
-    } while (0)
+    }
 
 /* V[xn][t0 + (th - th0)*TW + tw] (row stride vs) = B^T d B of tile (th, tw) of
  * source channel sc for tile rows [th0, th1), B^T = [1 0 -1 0; 0 1 1 0;
@@ -899,21 +908,23 @@ TG_AVX512_FN static void wino_in_chan(const wino_geom *q, const float *sc, int64
     const int64_t TW = q->TW, Ws = q->Ws, c0 = q->c0;
     const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
-    __m512 A[4], B[4], C[4], D[4], v[16];
+    __m512 v[16];
     if (TW <= 8) {
         const __mmask8 m8 = (__mmask8)((1u << TW) - 1u);
         for (int64_t th = th0; th < th1; th += 2) {
             const bool two = th + 1 < th1;
-            for (int k = 0; k < 4; k++) {
-                const float *ra = wino_row(q, sc, 2 * th + q->r0 + k);
-                const float *rb = two ? wino_row(q, sc, 2 * th + 2 + q->r0 + k) : NULL;
-                A[k] = load_padded(ra, c0, Ws);
-                C[k] = load_padded(ra, c0 + 2, Ws);
-                B[k] = load_padded(rb, c0, Ws);
-                D[k] = load_padded(rb, c0 + 2, Ws);
-            }
-            /* Lanes 0-7 from A (tile row th), 8-15 from B (th + 1). */
-            WINO_IN_LANES(A, B, C, D, ie, io, v);
+            /* Lanes 0-7: tile row th (a, c), 8-15: tile row th + 1 (b, d). */
+#define LOAD_TWO(k, a, b, c, d)                                                                \
+    do {                                                                                       \
+        const float *ra = wino_row(q, sc, 2 * th + q->r0 + (k));                               \
+        const float *rb = two ? wino_row(q, sc, 2 * th + 2 + q->r0 + (k)) : NULL;              \
+        a = load_padded(ra, c0, Ws);                                                           \
+        c = load_padded(ra, c0 + 2, Ws);                                                       \
+        b = load_padded(rb, c0, Ws);                                                           \
+        d = load_padded(rb, c0 + 2, Ws);                                                       \
+    } while (0)
+            WINO_IN_LANES(LOAD_TWO, ie, io, v);
+#undef LOAD_TWO
             float *d = V + t0 + (th - th0) * TW;
             for (int xn = 0; xn < 16; xn++) {
                 _mm256_mask_storeu_ps(d + xn * vs, m8, _mm512_castps512_ps256(v[xn]));
@@ -925,15 +936,17 @@ TG_AVX512_FN static void wino_in_chan(const wino_geom *q, const float *sc, int64
     }
     for (int64_t th = th0; th < th1; th++)
         for (int64_t tw = 0; tw < TW; tw += 16) {
-            for (int k = 0; k < 4; k++) {
-                const float *r = wino_row(q, sc, 2 * th + q->r0 + k);
-                const int64_t col = 2 * tw + c0;
-                A[k] = load_padded(r, col, Ws);
-                B[k] = load_padded(r, col + 16, Ws);
-                C[k] = load_padded(r, col + 2, Ws);
-                D[k] = load_padded(r, col + 18, Ws);
-            }
-            WINO_IN_LANES(A, B, C, D, ie, io, v);
+            const int64_t col = 2 * tw + c0;
+#define LOAD_ONE(k, a, b, c, d)                                                                \
+    do {                                                                                       \
+        const float *r = wino_row(q, sc, 2 * th + q->r0 + (k));                                \
+        a = load_padded(r, col, Ws);                                                           \
+        b = load_padded(r, col + 16, Ws);                                                      \
+        c = load_padded(r, col + 2, Ws);                                                       \
+        d = load_padded(r, col + 18, Ws);                                                      \
+    } while (0)
+            WINO_IN_LANES(LOAD_ONE, ie, io, v);
+#undef LOAD_ONE
             const __mmask16 m = tail_mask(TW - tw < 16 ? TW - tw : 16);
             float *d = V + t0 + (th - th0) * TW + tw;
             for (int xn = 0; xn < 16; xn++)
@@ -941,14 +954,17 @@ TG_AVX512_FN static void wino_in_chan(const wino_geom *q, const float *sc, int64
         }
 }
 
-/* The output transform of 16 lanes: m[xn] the 16 products, y[r][c] the
- * outputs (r, c) of the lanes' tiles: A^T m A, A^T = [1 1 1 0; 0 1 -1 -1]. */
-#define WINO_OUT_LANES(m, y)                                                                   \
+/* The output transform of 16 lanes: LOAD(xn) the product xn of the lanes'
+ * tiles, y[r][c] the outputs (r, c): A^T m A, A^T = [1 1 1 0; 0 1 -1 -1];
+ * the products are loaded one column nu at a time (few live registers). */
+#define WINO_OUT_LANES(LOAD, y)                                                                \
     do {                                                                                       \
         __m512 s0_[4], s1_[4];                                                                 \
         for (int nu_ = 0; nu_ < 4; nu_++) {                                                    \
-            s0_[nu_] = _mm512_add_ps(_mm512_add_ps(m[0 + nu_], m[4 + nu_]), m[8 + nu_]);       \
-            s1_[nu_] = _mm512_sub_ps(_mm512_sub_ps(m[4 + nu_], m[8 + nu_]), m[12 + nu_]);      \
+            __m512 m0_ = LOAD(0 + nu_), m1_ = LOAD(4 + nu_), m2_ = LOAD(8 + nu_);              \
+            __m512 m3_ = LOAD(12 + nu_);                                                       \
+            s0_[nu_] = _mm512_add_ps(_mm512_add_ps(m0_, m1_), m2_);                            \
+            s1_[nu_] = _mm512_sub_ps(_mm512_sub_ps(m1_, m2_), m3_);                            \
         }                                                                                      \
         y[0][0] = _mm512_add_ps(_mm512_add_ps(s0_[0], s0_[1]), s0_[2]);                        \
         y[0][1] = _mm512_sub_ps(_mm512_sub_ps(s0_[1], s0_[2]), s0_[3]);                        \
@@ -981,13 +997,15 @@ TG_AVX512_FN static void wino_out_chan(const wino_geom *q, const float *M, int64
         for (int64_t th = th0; th < th1; th += 2) {
             const bool two = th + 1 < th1;
             const float *mp = M + t0 + (th - th0) * TW;
-            __m512 m[16], y[2][2];
-            for (int xn = 0; xn < 16; xn++) {
-                __m256 a = _mm256_maskz_loadu_ps(m8, mp + xn * ms);
-                __m256 b = two ? _mm256_maskz_loadu_ps(m8, mp + xn * ms + TW) : _mm256_setzero_ps();
-                m[xn] = _mm512_insertf32x8(_mm512_castps256_ps512(a), b, 1);
-            }
-            WINO_OUT_LANES(m, y);
+            __m512 y[2][2];
+            /* Lanes 0-7: tile row th, 8-15: tile row th + 1. */
+#define LOAD_TWO(xn)                                                                           \
+    _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(m8, mp + (xn) * ms)),       \
+                       two ? _mm256_maskz_loadu_ps(m8, mp + (xn) * ms + TW)                    \
+                           : _mm256_setzero_ps(),                                              \
+                       1)
+            WINO_OUT_LANES(LOAD_TWO, y);
+#undef LOAD_TWO
             for (int r = 0; r < 2; r++) {
                 if (2 * th + r < Ho)
                     wino_put(oc + (2 * th + r) * Wo, Wo,
@@ -1003,10 +1021,10 @@ TG_AVX512_FN static void wino_out_chan(const wino_geom *q, const float *M, int64
         for (int64_t tw = 0; tw < TW; tw += 16) {
             const __mmask16 mt = tail_mask(TW - tw < 16 ? TW - tw : 16);
             const float *mp = M + t0 + (th - th0) * TW + tw;
-            __m512 m[16], y[2][2];
-            for (int xn = 0; xn < 16; xn++)
-                m[xn] = _mm512_maskz_loadu_ps(mt, mp + xn * ms);
-            WINO_OUT_LANES(m, y);
+            __m512 y[2][2];
+#define LOAD_ONE(xn) _mm512_maskz_loadu_ps(mt, mp + (xn) * ms)
+            WINO_OUT_LANES(LOAD_ONE, y);
+#undef LOAD_ONE
             const int64_t col = 2 * tw, n = Wo - col < 32 ? Wo - col : 32;
             for (int r = 0; r < 2 && 2 * th + r < Ho; r++) {
                 float *d = oc + (2 * th + r) * Wo + col;

@@ -59,21 +59,27 @@ void tg__conv2d_backward_f64(const tg__conv2d_geom *g, const double *x, const do
 
 /* ------------------------------------------------------------- float32 */
 
-/* The float32 path lowers blocks of `chunk` images to GEMMs, with Kc =
- * Cg*KH*KW, P = OH*OW and the block's column matrix col [Kc, chunk*P] (image
- * n's columns at n*P), one group at a time:
- *   forward  y_n,g [Og, P]     = w_g [Og, Kc] @ col[:, n*P ...]   (per image)
- *   VJP      dy' [O, chunk*P]  = the block's dy, permuted (db summed in double)
- *            dw_g [Og, Kc]    += dy'_g @ col^T               (K = chunk*P)
- *            dcol [Kc, chunk*P] = w_g^T @ dy'_g, col2im into dx
- * One input channel (C = 1) takes direct kernels instead (no GEMM), one
- * image per block: the forward and dcol products are short sums over KH*KW
- * or O kept in SIMD registers, and dw is a fixed-order correlation of x with
- * dy. Threads take whole blocks (GEMMs inside a block run single-threaded);
- * dw and db are summed per slot (block b into slot b % slots, in block
- * order) and the slots in slot order, so results do not depend on the thread
- * count. The plan depends on the shape, the budget and (only for the scratch
- * sizes) the thread count. */
+/* The float32 path takes one of three routes, chosen by the plan from the
+ * shape and the CPU level (docs/performance.md has the measurements):
+ * - im2col + GEMM on blocks of `chunk` images, with Kc = Cg*KH*KW, P = OH*OW
+ *   and the block's column matrix col [Kc, chunk*P] (image n's columns at
+ *   n*P), one group at a time:
+ *     forward  y [Og, chunk*P]    = w_g [Og, Kc] @ col, into NCHW plus bias
+ *     VJP      dy' [O, chunk*P]   = the block's dy, permuted
+ *              dw_g [Og, Kc]     += dy'_g @ col^T               (K = chunk*P)
+ *              dcol [Kc, chunk*P] = w_g^T @ dy'_g, col2im into dx
+ *   A block's col fits the budget (about L2); an image whose col does not is
+ *   cut into bands of `rows` output rows.
+ * - One input channel (C = 1): direct kernels, one image per block: the
+ *   forward and dcol products are short sums over KH*KW or O kept in SIMD
+ *   registers, and dw is a fixed-order correlation of x with dy.
+ * - 3x3, stride 1, no dilation, 4+ channels per group each way, AVX-512:
+ *   Winograd F(2x2, 3x3) for the forward, dx and dw.
+ * Threads take whole blocks (GEMMs inside a block run single-threaded); dw
+ * and db are summed per slot (block b into slot b % slots, in block order)
+ * and the slots in slot order, db in double, so results do not depend on the
+ * thread count. The plan depends on the shape, the CPU level, the budget and
+ * (only for the parallelism and the scratch sizes) the thread count. */
 typedef struct tg__conv2d_plan {
     bool direct;       /* C == 1: direct kernels */
     int nt;            /* threads for this conv (1 when it is small) */
@@ -88,7 +94,7 @@ typedef struct tg__conv2d_plan {
     int64_t yt_elems;  /* floats of y / dy' block scratch (nt blocks; 0 for one image) */
     int64_t dwp_elems; /* floats of dw partial sums */
     int64_t dbp_elems; /* doubles of db partial sums */
-    bool wino;         /* 3x3 stride 1: forward and dx by Winograd F(2x2, 3x3) */
+    bool wino;         /* 3x3 stride 1: everything by Winograd F(2x2, 3x3) */
     int64_t u_elems;   /* floats of the transformed filters (wino) */
     int64_t wv_elems;  /* floats of Winograd block scratch (nt blocks; wino) */
 } tg__conv2d_plan;

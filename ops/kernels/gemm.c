@@ -32,7 +32,62 @@ static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 static bool scratch_key_ok;
 
-static void scratch_free(void *p) { free(p); }
+/* Buffers of threads that exited, kept for the threads that replace them:
+ * OpenMP retires and re-creates pool threads when team sizes change, and a
+ * fresh thread takes a parked buffer instead of calling the heap, so a
+ * training step stays free of heap calls (tests/test_alloc.c). Parked buffers
+ * stay reachable from here (no leak report); the lock is taken only when a
+ * thread exits or its own buffer is too small. */
+#define PARK_MAX 64
+static pthread_mutex_t park_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    void *p;
+    size_t cap;
+} park[PARK_MAX];
+static int n_parked;
+
+/* Parks (p, cap); frees it when the park is full. */
+static void park_put(void *p, size_t cap)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&park_mu);
+    if (n_parked < PARK_MAX) {
+        park[n_parked].p = p;
+        park[n_parked].cap = cap;
+        n_parked++;
+        p = NULL;
+    }
+    pthread_mutex_unlock(&park_mu);
+    if (p)
+        free(p);
+}
+
+/* Takes the smallest parked buffer of at least `bytes`, or returns NULL. */
+static void *park_take(size_t bytes, size_t *cap)
+{
+    void *p = NULL;
+    pthread_mutex_lock(&park_mu);
+    int best = -1;
+    for (int i = 0; i < n_parked; i++)
+        if (park[i].cap >= bytes && (best < 0 || park[i].cap < park[best].cap))
+            best = i;
+    if (best >= 0) {
+        p = park[best].p;
+        *cap = park[best].cap;
+        park[best] = park[--n_parked];
+    }
+    pthread_mutex_unlock(&park_mu);
+    return p;
+}
+
+/* Thread exit: the thread's TLS is still valid while key destructors run. */
+static void scratch_free(void *p)
+{
+    park_put(p, p == scratch.p ? scratch.cap : 0);
+    scratch.p = NULL;
+    scratch.cap = 0;
+}
 
 static void scratch_key_init(void)
 {
@@ -42,11 +97,15 @@ static void scratch_key_init(void)
 void *tg__gemm_scratch(size_t bytes)
 {
     if (bytes > scratch.cap) {
-        size_t cap = (bytes + bytes / 4 + 4095) / 4096 * 4096;
-        void *p = aligned_alloc(64, cap);
-        if (!p)
-            return NULL;
-        free(scratch.p);
+        size_t cap = 0;
+        void *p = park_take(bytes, &cap);
+        if (!p) {
+            cap = (bytes + bytes / 4 + 4095) / 4096 * 4096;
+            p = aligned_alloc(64, cap);
+            if (!p)
+                return NULL;
+        }
+        park_put(scratch.p, scratch.cap);
         scratch.p = p;
         scratch.cap = cap;
         pthread_once(&scratch_once, scratch_key_init);
@@ -115,9 +174,25 @@ void tg__gemm_team_done(tg__gemm_team *team, int n)
     }
 }
 
+/* The back-off is off unless TG_GEMM_BACKOFF=1: it makes the team size depend
+ * on timing, and a team that changes size makes OpenMP retire and re-create
+ * pool threads, whose packing buffers are then allocated again; a training
+ * step would no longer be free of heap calls (tests/test_alloc.c). */
+static bool backoff_enabled(void)
+{
+    static _Atomic int enabled = -1;
+    int e = atomic_load_explicit(&enabled, memory_order_relaxed);
+    if (e < 0) {
+        const char *v = getenv("TG_GEMM_BACKOFF");
+        e = v && v[0] == '1';
+        atomic_store_explicit(&enabled, e, memory_order_relaxed);
+    }
+    return e == 1;
+}
+
 void tg__gemm_team_end(tg__gemm_team *team)
 {
-    if (team->t_start == 0)
+    if (team->t_start == 0 || !backoff_enabled())
         return;
     const int64_t t = now_ns();
     const int64_t first = atomic_load_explicit(&team->t_first, memory_order_relaxed);
