@@ -417,6 +417,8 @@ static int64_t mono_ns(void) /* the clock the team timing uses */
  * the back-off ends; an on-time team keeps threads on. */
 Test(gemm, late_team_backs_off_to_one_thread)
 {
+    /* The back-off is opt-in; this test process turns it on before any GEMM. */
+    setenv("TG_GEMM_BACKOFF", "1", 1);
     tg__gemm_backoff_reset();
     tg__gemm_team t;
     cr_expect_eq(tg__gemm_team_begin(&t, 1), 1);

@@ -866,33 +866,36 @@ static inline const float *wino_row(const wino_geom *q, const float *sc, int64_t
  * the lanes (32 floats: a the first 16, b the next 16) and c, d to the same
  * two columns on; the even and odd columns are split by permutes, the row's
  * horizontal transform h = (d0 - d2, d1 + d2, d2 - d1, d1 - d3) goes into the
- * vertical one as it comes: OUT[xi*4 + nu] = B^T h B. */
+ * vertical one as it comes: OUT[xi*4 + nu] = B^T h B. Spelled out (no loops)
+ * so that OUT and h stay in registers. */
 #define WINO_IN_LANES(LOAD, IDX_E, IDX_O, OUT)                                                 \
-    for (int k_ = 0; k_ < 4; k_++) {                                                           \
+    WINO_IN_ROW(0, LOAD, IDX_E, IDX_O, OUT)                                                    \
+    WINO_IN_ROW(1, LOAD, IDX_E, IDX_O, OUT)                                                    \
+    WINO_IN_ROW(2, LOAD, IDX_E, IDX_O, OUT)                                                    \
+    WINO_IN_ROW(3, LOAD, IDX_E, IDX_O, OUT)
+#define WINO_IN_ROW(K, LOAD, IDX_E, IDX_O, OUT)                                                \
+    {                                                                                          \
         __m512 a_, b_, c_, d_;                                                                 \
-        LOAD(k_, a_, b_, c_, d_);                                                              \
+        LOAD(K, a_, b_, c_, d_);                                                               \
         __m512 e_ = _mm512_permutex2var_ps(a_, IDX_E, b_);                                     \
         __m512 o_ = _mm512_permutex2var_ps(a_, IDX_O, b_);                                     \
         __m512 e2_ = _mm512_permutex2var_ps(c_, IDX_E, d_);                                    \
         __m512 o2_ = _mm512_permutex2var_ps(c_, IDX_O, d_);                                    \
         __m512 h_[4] = {_mm512_sub_ps(e_, e2_), _mm512_add_ps(o_, e2_), _mm512_sub_ps(e2_, o_), \
                         _mm512_sub_ps(o_, o2_)};                                               \
-        for (int nu_ = 0; nu_ < 4; nu_++) {                                                    \
-            if (k_ == 0) {                                                                     \
-                OUT[nu_] = h_[nu_];                                                            \
-            } else if (k_ == 1) {                                                              \
-                OUT[4 + nu_] = h_[nu_];                                                        \
-                OUT[8 + nu_] = _mm512_sub_ps(_mm512_setzero_ps(), h_[nu_]);                    \
-                OUT[12 + nu_] = h_[nu_];                                                       \
-            } else if (k_ == 2) {                                                              \
-                OUT[nu_] = _mm512_sub_ps(OUT[nu_], h_[nu_]);                                   \
-                OUT[4 + nu_] = _mm512_add_ps(OUT[4 + nu_], h_[nu_]);                           \
-                OUT[8 + nu_] = _mm512_add_ps(OUT[8 + nu_], h_[nu_]);                           \
-            } else {                                                                           \
-                OUT[12 + nu_] = _mm512_sub_ps(OUT[12 + nu_], h_[nu_]);                         \
-            }                                                                                  \
-        }                                                                                      \
+        X4(WINO_IN_ACC##K, OUT, h_)                                                            \
     }
+#define X4(M, ...) M(0, __VA_ARGS__) M(1, __VA_ARGS__) M(2, __VA_ARGS__) M(3, __VA_ARGS__)
+#define WINO_IN_ACC0(nu, OUT, h) OUT[nu] = h[nu];
+#define WINO_IN_ACC1(nu, OUT, h)                                                               \
+    OUT[4 + nu] = h[nu];                                                                       \
+    OUT[8 + nu] = _mm512_sub_ps(_mm512_setzero_ps(), h[nu]);                                   \
+    OUT[12 + nu] = h[nu];
+#define WINO_IN_ACC2(nu, OUT, h)                                                               \
+    OUT[nu] = _mm512_sub_ps(OUT[nu], h[nu]);                                                   \
+    OUT[4 + nu] = _mm512_add_ps(OUT[4 + nu], h[nu]);                                           \
+    OUT[8 + nu] = _mm512_add_ps(OUT[8 + nu], h[nu]);
+#define WINO_IN_ACC3(nu, OUT, h) OUT[12 + nu] = _mm512_sub_ps(OUT[12 + nu], h[nu]);
 
 /* V[xn][t0 + (th - th0)*TW + tw] (row stride vs) = B^T d B of tile (th, tw) of
  * source channel sc for tile rows [th0, th1), B^T = [1 0 -1 0; 0 1 1 0;
@@ -926,7 +929,7 @@ TG_AVX512_FN static void wino_in_chan(const wino_geom *q, const float *sc, int64
             WINO_IN_LANES(LOAD_TWO, ie, io, v);
 #undef LOAD_TWO
             float *d = V + t0 + (th - th0) * TW;
-            for (int xn = 0; xn < 16; xn++) {
+            _Pragma("GCC unroll 16") for (int xn = 0; xn < 16; xn++) {
                 _mm256_mask_storeu_ps(d + xn * vs, m8, _mm512_castps512_ps256(v[xn]));
                 if (two)
                     _mm256_mask_storeu_ps(d + xn * vs + TW, m8, _mm512_extractf32x8_ps(v[xn], 1));
@@ -949,7 +952,7 @@ TG_AVX512_FN static void wino_in_chan(const wino_geom *q, const float *sc, int64
 #undef LOAD_ONE
             const __mmask16 m = tail_mask(TW - tw < 16 ? TW - tw : 16);
             float *d = V + t0 + (th - th0) * TW + tw;
-            for (int xn = 0; xn < 16; xn++)
+            _Pragma("GCC unroll 16") for (int xn = 0; xn < 16; xn++)
                 _mm512_mask_storeu_ps(d + xn * vs, m, v[xn]);
         }
 }
@@ -960,7 +963,7 @@ TG_AVX512_FN static void wino_in_chan(const wino_geom *q, const float *sc, int64
 #define WINO_OUT_LANES(LOAD, y)                                                                \
     do {                                                                                       \
         __m512 s0_[4], s1_[4];                                                                 \
-        for (int nu_ = 0; nu_ < 4; nu_++) {                                                    \
+        _Pragma("GCC unroll 4") for (int nu_ = 0; nu_ < 4; nu_++) {                            \
             __m512 m0_ = LOAD(0 + nu_), m1_ = LOAD(4 + nu_), m2_ = LOAD(8 + nu_);              \
             __m512 m3_ = LOAD(12 + nu_);                                                       \
             s0_[nu_] = _mm512_add_ps(_mm512_add_ps(m0_, m1_), m2_);                            \
@@ -1006,6 +1009,7 @@ TG_AVX512_FN static void wino_out_chan(const wino_geom *q, const float *M, int64
                        1)
             WINO_OUT_LANES(LOAD_TWO, y);
 #undef LOAD_TWO
+#pragma GCC unroll 2
             for (int r = 0; r < 2; r++) {
                 if (2 * th + r < Ho)
                     wino_put(oc + (2 * th + r) * Wo, Wo,
@@ -1026,7 +1030,10 @@ TG_AVX512_FN static void wino_out_chan(const wino_geom *q, const float *M, int64
             WINO_OUT_LANES(LOAD_ONE, y);
 #undef LOAD_ONE
             const int64_t col = 2 * tw, n = Wo - col < 32 ? Wo - col : 32;
-            for (int r = 0; r < 2 && 2 * th + r < Ho; r++) {
+#pragma GCC unroll 2
+            for (int r = 0; r < 2; r++) {
+                if (2 * th + r >= Ho)
+                    break;
                 float *d = oc + (2 * th + r) * Wo + col;
                 wino_put(d, n < 16 ? n : 16, _mm512_permutex2var_ps(y[r][0], lo_idx, y[r][1]),
                          bv, acc);
@@ -1082,6 +1089,7 @@ TG_AVX512_FN static void wino_dy_chan(const wino_geom *q, const float *dc, int64
              * and 8-15 tile row th + 1 for short rows, else 16 tiles of row th. */
             const bool two = two_rows && th + 1 < th1;
             __m512 e[2], o[2];
+#pragma GCC unroll 2
             for (int r = 0; r < 2; r++) {
                 __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
                 int64_t ra = 2 * th + r, rb = two_rows ? 2 * th + 2 + r : ra;
@@ -1097,6 +1105,7 @@ TG_AVX512_FN static void wino_dy_chan(const wino_geom *q, const float *dc, int64
             }
             /* A d A^T: rows (d0, d0 + d1, d0 - d1, -d1), the same for columns. */
             __m512 hr[4][2]; /* [xi][column: even, odd] */
+#pragma GCC unroll 2
             for (int c = 0; c < 2; c++) {
                 __m512 d0 = c ? o[0] : e[0], d1 = c ? o[1] : e[1];
                 hr[0][c] = d0;
@@ -1107,12 +1116,14 @@ TG_AVX512_FN static void wino_dy_chan(const wino_geom *q, const float *dc, int64
             float *d = Y + t0 + (th - th0) * TW + (two_rows ? 0 : tw);
             const __mmask16 m = tail_mask(two_rows ? 16 : TW - tw < 16 ? TW - tw : 16);
             const __mmask8 m8 = (__mmask8)((1u << (TW < 8 ? TW : 8)) - 1u);
+#pragma GCC unroll 4
             for (int xi = 0; xi < 4; xi++) {
                 __m512 c0 = hr[xi][0], c1 = hr[xi][1], v[4];
                 v[0] = c0;
                 v[1] = _mm512_add_ps(c0, c1);
                 v[2] = _mm512_sub_ps(c0, c1);
                 v[3] = _mm512_sub_ps(_mm512_setzero_ps(), c1);
+#pragma GCC unroll 4
                 for (int nu = 0; nu < 4; nu++) {
                     float *dst = d + (xi * 4 + nu) * ys;
                     if (!two_rows) {

@@ -401,6 +401,27 @@ void tg__ew_bgrad_f32d(tg__ew_gradop op, int64_t n, double *restrict dst, int64_
     for (int64_t j = 0; j < n; j++)                                                                \
         STMT;
 
+/* keep(v, k): v when k is 1, +0.0 when k is 0, by masking v's bits: the
+ * select of relu's VJP in a form even SSE2 vectorises (it has no blend), and
+ * the same bits as "k ? v : 0". */
+NO_TRAP static inline float keep_f32(float v, int k)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    u &= 0u - (uint32_t)k;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+NO_TRAP static inline double keep_f64(double v, int k)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    u &= (uint64_t)0 - (uint64_t)k;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
 /* The math library per element type. */
 #define EXP_float expf
 #define LOG_float logf
@@ -408,12 +429,14 @@ void tg__ew_bgrad_f32d(tg__ew_gradop op, int64_t n, double *restrict dst, int64_
 #define POW_float powf
 #define TANH_float tanhf
 #define FABS_float fabsf
+#define KEEP_float keep_f32
 #define EXP_double exp
 #define LOG_double log
 #define SQRT_double sqrt
 #define POW_double pow
 #define TANH_double tanh
 #define FABS_double fabs
+#define KEEP_double keep_f64
 #define M_(name, T) name##_##T
 #define M(name, T) M_(name, T)
 
@@ -458,7 +481,7 @@ void tg__ew_bgrad_f32d(tg__ew_gradop op, int64_t n, double *restrict dst, int64_
             }                                                                                      \
             break;                                                                                 \
         /* from the output, as PyTorch: 0 where y <= 0 */                                          \
-        case TG__EWU_RELU: VLOOP(dx[j] += y[j] <= (T)0 ? (T)0 : g[j]) break;                       \
+        case TG__EWU_RELU: VLOOP(dx[j] += M(KEEP, T)(g[j], !(y[j] <= (T)0))) break;                \
         case TG__EWU_SIGMOID: VLOOP(dx[j] += g[j] * ((T)1 - y[j]) * y[j]) break;                   \
         case TG__EWU_TANH: VLOOP(dx[j] += g[j] * ((T)1 - y[j] * y[j])) break;                      \
         /* g * sign(x), sign(0) = 0 */                                                             \
