@@ -30,42 +30,11 @@
 
 /* ------------------------------------------------------------ timing */
 
-typedef struct bench_opts {
-    int threads, reps;
-    double secs;
-    const char *only;
-} bench_opts;
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static bool want(const bench_opts *o, const char *name)
-{
-    if (!o->only || !*o->only)
-        return true;
-    const char *s = o->only;
-    while (*s) {
-        size_t len = strcspn(s, ",");
-        if (len && !strncmp(name, s, len))
-            return true;
-        s += len + (s[len] == ',');
-    }
-    return false;
-}
+#include "bench_util.h"
 
 /* 3 warm-up calls, then the call count that lasts about o->secs, then
  * o->reps reps of that many calls; per-call seconds of each rep in out. */
-static void timeit(const bench_opts *o, void (*fn)(void), double *out)
+static void timeit_kernel(const bench_opts *o, void (*fn)(void), double *out)
 {
     for (int i = 0; i < 3; i++)
         fn();
@@ -96,7 +65,7 @@ static void run(const bench_opts *o, const char *name, void (*fn)(void), double 
     if (!want(o, name))
         return;
     double t[64], v[64];
-    timeit(o, fn, t);
+    timeit_kernel(o, fn, t);
     int n = o->reps;
     for (int i = 0; i < n; i++)
         v[i] = bytes / t[i] * 1e-9;
