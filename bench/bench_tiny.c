@@ -27,40 +27,6 @@
 #include "bench_util.h"
 
 
-static int parse_opts(int argc, char **argv, bench_opts *o, const char *prog)
-{
-    *o = (bench_opts){.threads = 0, .reps = 7, .secs = 0.3, .only = ""};
-    for (int i = 1; i < argc; i += 2) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        bool ok = true;
-        if (!v) {
-            fprintf(stderr, "%s: missing value or unknown option %s\n", prog, a);
-            return 2;
-        } else if (!strcmp(a, "--threads")) {
-            o->threads = (int)strtol(v, &end, 10);
-        } else if (!strcmp(a, "--reps")) {
-            o->reps = (int)strtol(v, &end, 10);
-        } else if (!strcmp(a, "--secs")) {
-            o->secs = strtod(v, &end);
-        } else if (!strcmp(a, "--only")) {
-            o->only = v;
-        } else {
-            ok = false;
-        }
-        if (!ok || (end && (end == v || *end)) || o->reps < 1 || o->reps > 64 || o->secs <= 0 || o->threads < 0) {
-            fprintf(stderr,
-                    "usage: %s [--threads N] [--reps 1..64] [--secs S] [--only NAME[,NAME]]\n",
-                    prog);
-            return 2;
-        }
-    }
-    if (o->threads)
-        tg_set_num_threads(o->threads);
-    o->threads = tg_num_threads();
-    return 0;
-}
-
 /* Prints one figure: per_call seconds of each rep, shown as us per op
  * (per_call / ops). */
 static void report(const bench_opts *o, const char *name, const double *per_call, double ops)
