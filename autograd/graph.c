@@ -222,18 +222,41 @@ tg_tensor *tg_detach(tg_graph *g, tg_tensor *x)
 
 /* --------------------------------------------------------------- backward */
 
-tg_tensor *tg_node_grad(tg_node *n, int i)
+/* Input i's gradient buffer. A buffer with no contributions yet in this
+ * backward (new, or an intermediate's from an earlier backward) is handed out
+ * unfilled with *fresh = true when the caller takes that, else zero-filled. */
+static tg_tensor *node_grad(tg_node *n, int i, bool *fresh)
 {
     tg_tensor *t = n->inputs[i];
+    if (fresh)
+        *fresh = false;
     if (!t->requires_grad)
         return NULL;
     if (!t->grad) {
-        t->grad = t->graph ? tg__arena_tensor(n->graph, t->dtype, t->ndim, t->shape, true)
+        t->grad = t->graph ? tg__arena_tensor(n->graph, t->dtype, t->ndim, t->shape, !fresh)
                            : tg__heap_grad(t);
-        if (!t->grad)
+        if (!t->grad) {
             n->graph->failed = true;
+            return NULL;
+        }
+        if (fresh)
+            *fresh = t->graph != NULL;
+    } else if (t->grad_stale) {
+        if (fresh)
+            *fresh = true;
+        else
+            memset(t->grad->data, 0, (size_t)t->numel * tg_dtype_size(t->dtype));
     }
+    t->grad_stale = false;
     return t->grad;
+}
+
+tg_tensor *tg_node_grad(tg_node *n, int i) { return node_grad(n, i, NULL); }
+
+tg_tensor *tg_node_grad_fresh(tg_node *n, int i, bool *fresh)
+{
+    bool dummy;
+    return node_grad(n, i, fresh ? fresh : &dummy);
 }
 
 bool tg_node_needs_grad(const tg_node *n, int i)
@@ -343,11 +366,11 @@ static int backward_run(tg_graph *g, tg_tensor *root, const tg_tensor *cot, cons
         if (n_order < 0)
             return (int)n_order;
     }
-    /* Intermediate gradients start from zero on every backward. */
+    /* Intermediate gradients start over on every backward: an earlier
+     * backward's buffer is marked stale and rewritten on first use. */
     for (int64_t k = 0; k < n_order; k++) {
         tg_tensor *o = g->order[k]->out;
-        if (o->grad)
-            memset(o->grad->data, 0, (size_t)o->numel * tg_dtype_size(o->dtype));
+        o->grad_stale = o->grad != NULL;
     }
     if (!root->grad) {
         root->grad = root->graph ? tg__arena_tensor(g, root->dtype, root->ndim, root->shape, true)
@@ -356,7 +379,10 @@ static int backward_run(tg_graph *g, tg_tensor *root, const tg_tensor *cot, cons
             tg_error_prefix("tg_backward: ");
             return tg_last_status();
         }
+    } else if (root->grad_stale) {
+        memset(root->grad->data, 0, (size_t)root->numel * tg_dtype_size(root->dtype));
     }
+    root->grad_stale = false;
     if (cot) {
         add_into(root->grad, cot);
     } else if (root->dtype == TG_F64) {
@@ -366,8 +392,8 @@ static int backward_run(tg_graph *g, tg_tensor *root, const tg_tensor *cot, cons
     }
     for (int64_t k = n_order - 1; k >= 0; k--) {
         tg_node *n = g->order[k];
-        if (!n->out->grad)
-            continue;
+        if (!n->out->grad || n->out->grad_stale)
+            continue; /* nothing reached it: its gradient is zero */
         int rc = n->op->backward(n, n->out->grad);
         if (rc == TG_OK && g->failed)
             rc = tg_last_status();
@@ -376,6 +402,14 @@ static int backward_run(tg_graph *g, tg_tensor *root, const tg_tensor *cot, cons
             snprintf(prefix, sizeof prefix, "%s: in the VJP of tg_%s: ", who, n->op->name);
             tg_error_prefix(prefix);
             return rc;
+        }
+    }
+    /* A gradient no path reached this time reads as zero, as before. */
+    for (int64_t k = 0; k < n_order; k++) {
+        tg_tensor *o = g->order[k]->out;
+        if (o->grad_stale) {
+            memset(o->grad->data, 0, (size_t)o->numel * tg_dtype_size(o->dtype));
+            o->grad_stale = false;
         }
     }
     return TG_OK;

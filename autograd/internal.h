@@ -16,6 +16,7 @@ struct tg_tensor {
     tg_node *node;      /* the node that produced it, NULL for a leaf */
     tg_graph *graph;    /* owning arena, NULL for a heap leaf */
     bool requires_grad;
+    bool grad_stale; /* grad holds an earlier backward's values: rewrite before use */
 };
 
 typedef struct tg__chunk {

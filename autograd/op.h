@@ -16,7 +16,9 @@
  *    tg_node_save. Returns 0 or a negative TG_ERR_*.
  *  - backward(n, dout): for each input i with tg_node_grad(n, i) != NULL,
  *    accumulate (+=, never assign) dL/dinput_i. dout has n->out's shape.
- *    Returns 0 or a negative TG_ERR_*. */
+ *    Returns 0 or a negative TG_ERR_*. A VJP that can write every element
+ *    may take the buffer with tg_node_grad_fresh instead and assign (=) when
+ *    it is the first contribution, saving the zero-fill and a read. */
 #ifndef TG_OP_H
 #define TG_OP_H
 
@@ -78,6 +80,12 @@ void *tg_node_save(tg_node *n, size_t bytes);
 /* For backward: the gradient buffer of input i (zero-filled the first time),
  * or NULL if input i needs no gradient. */
 tg_tensor *tg_node_grad(tg_node *n, int i);
+/* As tg_node_grad, but when input i's gradient has no contribution yet in
+ * this backward the buffer is returned unfilled and *fresh is set: the VJP
+ * must then write (=) every element. Otherwise *fresh is false and the VJP
+ * accumulates (+=). A leaf's gradient (it accumulates across backwards) is
+ * never fresh once it exists. */
+tg_tensor *tg_node_grad_fresh(tg_node *n, int i, bool *fresh);
 /* True when backward must produce a gradient for input i. */
 bool tg_node_needs_grad(const tg_node *n, int i);
 

@@ -165,13 +165,19 @@ static void setup(void)
 #define FB ((double)sizeof(float))
 
 static void relu_fwd_big(void) { tg__ew_unary_f32(TG__EWU_RELU, N_BIG, ya, xa, 0.0); }
-static void relu_bwd_big(void) { tg__ew_unary_grad_f32(TG__EWU_RELU, N_BIG, da, ga, xa, ya, 0.0); }
+static void relu_bwd_big(void)
+{
+    tg__ew_unary_grad_f32(TG__EWU_RELU, N_BIG, da, ga, xa, ya, 0.0, true);
+}
 static void relu_fwd_mid(void) { tg__ew_unary_f32(TG__EWU_RELU, N_MID, ya, xa, 0.0); }
-static void relu_bwd_mid(void) { tg__ew_unary_grad_f32(TG__EWU_RELU, N_MID, da, ga, xa, ya, 0.0); }
+static void relu_bwd_mid(void)
+{
+    tg__ew_unary_grad_f32(TG__EWU_RELU, N_MID, da, ga, xa, ya, 0.0, true);
+}
 static void relu_fwd_fc(void) { tg__ew_unary_f32(TG__EWU_RELU, 64 * 128, ya, xa, 0.0); }
 static void relu_bwd_fc(void)
 {
-    tg__ew_unary_grad_f32(TG__EWU_RELU, 64 * 128, da, ga, xa, ya, 0.0);
+    tg__ew_unary_grad_f32(TG__EWU_RELU, 64 * 128, da, ga, xa, ya, 0.0, true);
 }
 
 static void add_equal_big(void) { tg__ew_binary_f32(TG__EWB_ADD, N_BIG, ya, xa, 1, xb, 1); }
@@ -223,9 +229,15 @@ static void pool_fwd_big_noarg(void)
 {
     tg__maxpool2d_forward_f32(ya, NULL, xa, 64 * 32, &pool_big);
 }
-static void pool_bwd_big(void) { tg__maxpool2d_backward_f32(da, ga, amax, 64 * 32, &pool_big); }
+static void pool_bwd_big(void)
+{
+    tg__maxpool2d_backward_f32(da, ga, amax, 64 * 32, &pool_big, false);
+}
 static void pool_fwd_mid(void) { tg__maxpool2d_forward_f32(ya, amax, xa, 64 * 64, &pool_mid); }
-static void pool_bwd_mid(void) { tg__maxpool2d_backward_f32(da, ga, amax, 64 * 64, &pool_mid); }
+static void pool_bwd_mid(void)
+{
+    tg__maxpool2d_backward_f32(da, ga, amax, 64 * 64, &pool_mid, false);
+}
 
 static void softmax_logits(void) { tg__softmax_forward_f32(sm_y, sm_x, 64, 10, 1); }
 static void softmax_1000(void) { tg__softmax_forward_f32(sm_y, sm_x, 256, 1000, 1); }

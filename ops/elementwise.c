@@ -188,16 +188,17 @@ static int unary_forward(tg_node *n, tg__ew_unop op, double p)
 
 static int unary_backward(tg_node *n, const tg_tensor *dout, tg__ew_unop op, double p)
 {
-    tg_tensor *dx = tg_node_grad(n, 0);
+    bool fresh;
+    tg_tensor *dx = tg_node_grad_fresh(n, 0, &fresh);
     if (!dx)
         return TG_OK;
     const tg_tensor *x = n->inputs[0];
     if (tg_tensor_dtype(x) == TG_F32)
         tg__ew_unary_grad_f32(op, tg_tensor_numel(x), tg_tensor_data(dx), tg_tensor_data(dout),
-                              tg_tensor_data(x), tg_tensor_data(n->out), p);
+                              tg_tensor_data(x), tg_tensor_data(n->out), p, !fresh);
     else
         tg__ew_unary_grad_f64(op, tg_tensor_numel(x), tg_tensor_data(dx), tg_tensor_data(dout),
-                              tg_tensor_data(x), tg_tensor_data(n->out), p);
+                              tg_tensor_data(x), tg_tensor_data(n->out), p, !fresh);
     return TG_OK;
 }
 

@@ -189,8 +189,10 @@ static int maxpool2d_forward(tg_node *n)
 
 static int maxpool2d_backward(tg_node *n, const tg_tensor *dout)
 {
-    tg_tensor *dx = tg_node_grad(n, 0);
-    if (!dx || tg_tensor_numel(dout) == 0)
+    /* An empty output sends nothing back: dx is then only zero-filled. */
+    bool fresh = false, empty = tg_tensor_numel(dout) == 0;
+    tg_tensor *dx = empty ? tg_node_grad(n, 0) : tg_node_grad_fresh(n, 0, &fresh);
+    if (!dx || empty)
         return TG_OK;
     tg__pool2d_geom geo;
     int64_t planes;
@@ -202,9 +204,11 @@ static int maxpool2d_backward(tg_node *n, const tg_tensor *dout)
         return tg_set_error(TG_ERR_GRAD, "no argmax was saved in forward for output %s",
                             TG_SHP(n->out));
     if (tg_tensor_dtype(dx) == TG_F64)
-        tg__maxpool2d_backward_f64(tg_tensor_data(dx), tg_tensor_data(dout), argmax, planes, &geo);
+        tg__maxpool2d_backward_f64(tg_tensor_data(dx), tg_tensor_data(dout), argmax, planes, &geo,
+                                   !fresh);
     else
-        tg__maxpool2d_backward_f32(tg_tensor_data(dx), tg_tensor_data(dout), argmax, planes, &geo);
+        tg__maxpool2d_backward_f32(tg_tensor_data(dx), tg_tensor_data(dout), argmax, planes, &geo,
+                                   !fresh);
     return TG_OK;
 }
 

@@ -367,3 +367,99 @@ Test(graph, null_inputs_propagate_the_first_error)
     tg_tensor_free(w);
     tg_graph_free(g);
 }
+
+/* ---- First contributions: tg_node_grad_fresh ---- */
+
+/* y = 2 x, whose VJP takes its buffer with tg_node_grad_fresh: on the first
+ * contribution it assigns, after that it adds. The buffer is NaN-poisoned
+ * where the engine hands it out unfilled, so a wrong assign/add shows. */
+static int twice_forward(tg_node *n)
+{
+    const double *x = tg_tensor_data(n->inputs[0]);
+    double *y = tg_tensor_data(n->out);
+    for (int64_t i = 0; i < tg_tensor_numel(n->out); i++)
+        y[i] = 2 * x[i];
+    return TG_OK;
+}
+
+static int n_fresh;
+
+static int twice_backward(tg_node *n, const tg_tensor *dout)
+{
+    bool fresh;
+    tg_tensor *dx = tg_node_grad_fresh(n, 0, &fresh);
+    if (!dx)
+        return TG_OK;
+    double *d = tg_tensor_data(dx);
+    const double *g = tg_tensor_data(dout);
+    n_fresh += fresh;
+    for (int64_t i = 0; i < tg_tensor_numel(dx); i++)
+        d[i] = (fresh ? 0.0 : d[i]) + 2 * g[i];
+    return TG_OK;
+}
+
+static const tg_op twice_op = {.name = "twice", .n_inputs = 1, .shape = trace_shape,
+                               .forward = twice_forward, .backward = twice_backward};
+
+/* A VJP that sends nothing back (its input's gradient is left untouched). */
+static int silent_backward(tg_node *n, const tg_tensor *dout)
+{
+    (void)n, (void)dout;
+    return TG_OK;
+}
+
+static const tg_op silent_op = {.name = "silent", .n_inputs = 1, .shape = trace_shape,
+                                .forward = twice_forward, .backward = silent_backward};
+
+Test(graph, first_contribution_assigns_and_later_ones_add)
+{
+    tg_graph *g = tg_graph_new();
+    int64_t shape[] = {3};
+    tg_tensor *x = tg_tensor_from(TG_F64, 1, shape, (double[]){1, -2, 3});
+    tg_tensor_set_requires_grad(x, true);
+    tg_tensor *u = tg_mul(g, x, x); /* an intermediate: its gradient can be fresh */
+    tg_tensor *a = tg_apply(g, &twice_op, &u, 1, NULL);
+    tg_tensor *b = tg_apply(g, &twice_op, &u, 1, NULL);
+    tg_tensor *y = tg_sum(g, tg_add(g, tg_mul(g, a, a), b)); /* 4u^2 + 2u */
+    cr_assert(y, "%s", tg_last_error());
+    for (int pass = 1; pass <= 2; pass++) {
+        n_fresh = 0;
+        cr_assert_eq(tg_backward(g, y), TG_OK, "%s", tg_last_error());
+        cr_expect_eq(n_fresh, 1, "pass %d: one first contribution to u's gradient", pass);
+        for (int i = 0; i < 3; i++) {
+            const double ui = tg_tensor_get(u, i), xi = tg_tensor_get(x, i);
+            cr_expect(tg_tensor_get(tg_tensor_grad(u), i) == 8 * ui + 2, "pass %d: du[%d]", pass,
+                      i);
+            cr_expect(tg_tensor_get(tg_tensor_grad(x), i) == pass * (8 * ui + 2) * 2 * xi,
+                      "pass %d: dx[%d] accumulates", pass, i);
+        }
+    }
+    /* A leaf's gradient is never fresh once it exists: it keeps accumulating. */
+    n_fresh = 0;
+    tg_tensor *c = tg_sum(g, tg_apply(g, &twice_op, &x, 1, NULL));
+    cr_assert_eq(tg_backward(g, c), TG_OK, "%s", tg_last_error());
+    cr_expect_eq(n_fresh, 0);
+    cr_expect(tg_tensor_get(tg_tensor_grad(x), 1) == 2 * (8 * 4.0 + 2) * 2 * -2.0 + 2);
+    tg_graph_free(g);
+    tg_tensor_free(x);
+}
+
+Test(graph, an_intermediate_nothing_reaches_reads_zero_on_a_later_backward)
+{
+    tg_graph *g = tg_graph_new();
+    tg_tensor *x = scalar_leaf(TG_F64, 3.0);
+    tg_tensor *u = tg_mul(g, x, x);
+    tg_tensor *s = tg_apply(g, &silent_op, &u, 1, NULL);
+    tg_tensor *y1 = tg_add(g, u, s), *y2 = tg_add(g, s, s);
+    cr_assert(y1 && y2, "%s", tg_last_error());
+    cr_assert_eq(tg_backward(g, y1), TG_OK, "%s", tg_last_error());
+    cr_expect(tg_tensor_get(tg_tensor_grad(u), 0) == 1.0);
+    cr_expect(tg_tensor_get(tg_tensor_grad(x), 0) == 6.0);
+    /* y2 reaches u only through the silent VJP: u's gradient is now zero. */
+    cr_assert_eq(tg_backward(g, y2), TG_OK, "%s", tg_last_error());
+    cr_expect(tg_tensor_get(tg_tensor_grad(u), 0) == 0.0);
+    cr_expect(tg_tensor_get(tg_tensor_grad(s), 0) == 2.0);
+    cr_expect(tg_tensor_get(tg_tensor_grad(x), 0) == 6.0);
+    tg_graph_free(g);
+    tg_tensor_free(x);
+}

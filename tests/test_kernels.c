@@ -187,7 +187,11 @@ static void sc_elementwise(sink *s)
             tg__ew_unary_f32((tg__ew_unop)op, n, y, a, p);
             put_f32(s, y, n);
             memcpy(d, g, (size_t)n * sizeof *d);
-            tg__ew_unary_grad_f32((tg__ew_unop)op, n, d, g, a, y, p);
+            tg__ew_unary_grad_f32((tg__ew_unop)op, n, d, g, a, y, p, true);
+            put_f32(s, d, n);
+            for (int64_t j = 0; j < n; j++)
+                d[j] = NAN; /* the first contribution overwrites: no read of dx */
+            tg__ew_unary_grad_f32((tg__ew_unop)op, n, d, g, a, y, p, false);
             put_f32(s, d, n);
         }
         free(a);
@@ -228,10 +232,16 @@ Test(kernels, elementwise_match_plain_loops_with_nan_inf_and_signed_zeros)
             w[j] = a[j] < 0 ? 0.0f : a[j];
         expect_values(y, w, n, "relu");
         memset(d, 0, (size_t)n * sizeof *d);
-        tg__ew_unary_grad_f32(TG__EWU_RELU, n, d, g, a, y, 0.0);
+        tg__ew_unary_grad_f32(TG__EWU_RELU, n, d, g, a, y, 0.0, true);
         for (int64_t j = 0; j < n; j++)
             w[j] = 0.0f + (y[j] <= 0 ? 0.0f : g[j]);
         expect_values(d, w, n, "relu grad");
+        for (int64_t j = 0; j < n; j++)
+            d[j] = NAN;
+        tg__ew_unary_grad_f32(TG__EWU_RELU, n, d, g, a, y, 0.0, false);
+        for (int64_t j = 0; j < n; j++)
+            w[j] = y[j] <= 0 ? 0.0f : g[j];
+        expect_values(d, w, n, "relu grad (first contribution)");
         /* mul's VJP row and its double sum. */
         memset(d, 0, (size_t)n * sizeof *d);
         tg__ew_bgrad_f32(TG__EWG_MUL, n, d, 1, g, b, 1, NULL);
@@ -305,7 +315,7 @@ static void sc_pool(sink *s)
                                                  .SH = 2, .SW = 2, .DH = 1, .DW = 1};
                     fill(y, O, 50 + k, false);
                     fill(x, P * H * W, 60 + k, false);
-                    tg__maxpool2d_backward_f32(x, y, am, P, &geo);
+                    tg__maxpool2d_backward_f32(x, y, am, P, &geo, true);
                     put_f32(s, x, P * H * W);
                 }
                 free(x);
@@ -367,8 +377,17 @@ Test(kernels, maxpool_2x2_matches_a_plain_window_scan)
             for (int64_t p = 0; p < P; p++)
                 for (int64_t o = 0; o < OH * OW; o++)
                     want[p * H * W + am[p * OH * OW + o]] += w[p * OH * OW + o];
-            tg__maxpool2d_backward_f32(dx, w, am, P, &geo);
+            tg__maxpool2d_backward_f32(dx, w, am, P, &geo, true);
             expect_values(dx, want, P * H * W, "maxpool backward");
+            /* a first contribution overwrites dx: zero where no window chose */
+            memset(want, 0, (size_t)(P * H * W) * sizeof *want);
+            for (int64_t p = 0; p < P; p++)
+                for (int64_t o = 0; o < OH * OW; o++)
+                    want[p * H * W + am[p * OH * OW + o]] += w[p * OH * OW + o];
+            for (int64_t i = 0; i < P * H * W; i++)
+                dx[i] = NAN;
+            tg__maxpool2d_backward_f32(dx, w, am, P, &geo, false);
+            expect_values(dx, want, P * H * W, "maxpool backward (first contribution)");
             free(dx);
             free(want);
             free(x);

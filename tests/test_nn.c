@@ -106,6 +106,53 @@ Test(nn_module, forward_shapes_and_summary)
     tg_nn_module_free(m);
 }
 
+/* Sequential runs ReLU then MaxPool2d as MaxPool2d then ReLU (a quarter of
+ * the relu work); outputs and input gradients must equal the ops in written
+ * order exactly, with ties, all-negative windows, zeros and a NaN. */
+Test(nn_module, relu_then_maxpool_equals_the_ops_in_written_order)
+{
+    const tg_pool2d_args p1 = {.kernel = {2, 2}, .ceil_mode = true};
+    const tg_pool2d_args p2 = {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}};
+    tg_nn_module *mods[] = {tg_nn_relu_new(), tg_nn_maxpool2d_new(p1), tg_nn_relu_new(),
+                            tg_nn_maxpool2d_new(p2)};
+    tg_nn_module *m = tg_nn_sequential_new(4, mods);
+    cr_assert(m, "%s", tg_last_error());
+    int64_t xs[] = {2, 3, 7, 7};
+    tg_tensor *x = tg_tensor_new(TG_F64, 4, xs);
+    for (int64_t i = 0; i < tg_tensor_numel(x); i++) /* small integers: many ties */
+        tg_tensor_set(x, i, (double)((i * 7919) % 5) - 2.0);
+    tg_tensor_set(x, 40, NAN);
+    tg_tensor_set_requires_grad(x, true);
+    tg_graph *g1 = tg_graph_new(), *g2 = tg_graph_new();
+    tg_tensor *y1 = tg_nn_forward(m, g1, x);
+    tg_tensor *y2 = tg_maxpool2d(g2, tg_relu(g2, tg_maxpool2d(g2, tg_relu(g2, x), p1)), p2);
+    cr_assert(y1 && y2, "%s", tg_last_error());
+    cr_assert_eq(tg_tensor_numel(y1), tg_tensor_numel(y2));
+    tg_tensor *cot = tgt_random(TG_F64, tg_tensor_ndim(y1), tg_tensor_shape(y1), -1, 1, 5);
+    for (int64_t i = 0; i < tg_tensor_numel(y1); i++) {
+        const double a = tg_tensor_get(y1, i), b = tg_tensor_get(y2, i);
+        cr_expect(a == b || (isnan(a) && isnan(b)), "y[%lld]: %g vs %g", (long long)i, a, b);
+    }
+    double d1[2 * 3 * 7 * 7];
+    cr_assert_eq(tg_backward_with(g1, y1, cot), TG_OK, "%s", tg_last_error());
+    for (int64_t i = 0; i < tg_tensor_numel(x); i++)
+        d1[i] = tg_tensor_get(tg_tensor_grad(x), i);
+    tg_tensor_zero_grad(x);
+    cr_assert_eq(tg_backward_with(g2, y2, cot), TG_OK, "%s", tg_last_error());
+    int64_t nonzero = 0;
+    for (int64_t i = 0; i < tg_tensor_numel(x); i++) {
+        const double d2 = tg_tensor_get(tg_tensor_grad(x), i);
+        cr_expect(d1[i] == d2, "dx[%lld]: %g vs %g", (long long)i, d1[i], d2);
+        nonzero += d2 != 0;
+    }
+    cr_expect(nonzero > 10, "the gradient reaches the inputs (%lld nonzero)", (long long)nonzero);
+    tg_graph_free(g1);
+    tg_graph_free(g2);
+    tg_tensor_free(cot);
+    tg_tensor_free(x);
+    tg_nn_module_free(m);
+}
+
 Test(nn_module, constructor_errors)
 {
     tg_rng r;

@@ -389,6 +389,7 @@ void tg__ew_bgrad_f32d(tg__ew_gradop op, int64_t n, double *restrict dst, int64_
 
 #define STORE_Y(j, v) (y[j] = (v))
 #define STORE_DX_POW(j, v) (dx[j] += g[j] * (pt * (v)))
+#define SET_DX_POW(j, v) (dx[j] = g[j] * (pt * (v)))
 
 /* A vectorisable loop and a libm loop (kept scalar: glibc's vector variants
  * need -ffast-math, and sqrt may set errno, so it does not vectorise either;
@@ -464,29 +465,39 @@ NO_TRAP static inline double keep_f64(double v, int k)
         }                                                                                          \
     }
 
+/* The VJPs as dx[j] AS <contribution>, AS being += (accumulate) or = (the
+ * first contribution: no zero-fill, no read of dx). */
+#define UNARY_GRAD_CASES(T, AS, STORE_POW)                                                         \
+    switch (op) {                                                                                  \
+    case TG__EWU_NEG: VLOOP(dx[j] AS - g[j]) break;                                                \
+    case TG__EWU_EXP: VLOOP(dx[j] AS g[j] * y[j]) break;                                           \
+    case TG__EWU_LOG: VLOOP(dx[j] AS g[j] / x[j]) break;                                           \
+    case TG__EWU_SQRT: VLOOP(dx[j] AS g[j] / ((T)2 * y[j])) break;                                 \
+    case TG__EWU_POW:                                                                              \
+        if (p != 0.0) {                                                                            \
+            const T pt = (T)p;                                                                     \
+            POW_CASES(T, M(SQRT, T), M(POW, T), p - 1.0, STORE_POW);                               \
+        } else { /* x^0 is constant: gradient 0 everywhere, even at x = 0 */                       \
+            VLOOP(dx[j] AS(T) 0)                                                                   \
+        }                                                                                          \
+        break;                                                                                     \
+    /* from the output, as PyTorch: 0 where y <= 0 */                                              \
+    case TG__EWU_RELU: VLOOP(dx[j] AS M(KEEP, T)(g[j], !(y[j] <= (T)0))) break;                    \
+    case TG__EWU_SIGMOID: VLOOP(dx[j] AS g[j] * ((T)1 - y[j]) * y[j]) break;                       \
+    case TG__EWU_TANH: VLOOP(dx[j] AS g[j] * ((T)1 - y[j] * y[j])) break;                          \
+    /* g * sign(x), sign(0) = 0 */                                                                 \
+    case TG__EWU_ABS: VLOOP(dx[j] AS g[j] * (T)((x[j] > (T)0) - (x[j] < (T)0))) break;             \
+    }
+
 #define DEF_UNARY_GRAD(T, SUF, ATTR)                                                               \
     ATTR NO_TRAP static void unary_grad_##SUF(tg__ew_unop op, int64_t n, T *restrict dx,           \
-                                      const T *restrict g, const T *restrict x,                    \
-                                      const T *restrict y, double p)                               \
+                                              const T *restrict g, const T *restrict x,            \
+                                              const T *restrict y, double p, bool acc)             \
     {                                                                                              \
-        switch (op) {                                                                              \
-        case TG__EWU_NEG: VLOOP(dx[j] -= g[j]) break;                                              \
-        case TG__EWU_EXP: VLOOP(dx[j] += g[j] * y[j]) break;                                       \
-        case TG__EWU_LOG: VLOOP(dx[j] += g[j] / x[j]) break;                                       \
-        case TG__EWU_SQRT: VLOOP(dx[j] += g[j] / ((T)2 * y[j])) break;                             \
-        case TG__EWU_POW:                                                                          \
-            if (p != 0.0) { /* x^0 is constant: gradient 0 everywhere, even at x = 0 */            \
-                const T pt = (T)p;                                                                 \
-                POW_CASES(T, M(SQRT, T), M(POW, T), p - 1.0, STORE_DX_POW);                        \
-            }                                                                                      \
-            break;                                                                                 \
-        /* from the output, as PyTorch: 0 where y <= 0 */                                          \
-        case TG__EWU_RELU: VLOOP(dx[j] += M(KEEP, T)(g[j], !(y[j] <= (T)0))) break;                \
-        case TG__EWU_SIGMOID: VLOOP(dx[j] += g[j] * ((T)1 - y[j]) * y[j]) break;                   \
-        case TG__EWU_TANH: VLOOP(dx[j] += g[j] * ((T)1 - y[j] * y[j])) break;                      \
-        /* g * sign(x), sign(0) = 0 */                                                             \
-        case TG__EWU_ABS: VLOOP(dx[j] += g[j] * (T)((x[j] > (T)0) - (x[j] < (T)0))) break;         \
-        }                                                                                          \
+        if (acc)                                                                                   \
+            UNARY_GRAD_CASES(T, +=, STORE_DX_POW)                                                  \
+        else                                                                                       \
+            UNARY_GRAD_CASES(T, =, SET_DX_POW)                                                     \
     }
 
 F32_VARIANTS(DEF_UNARY)
@@ -513,20 +524,21 @@ void tg__ew_unary_f64(tg__ew_unop op, int64_t n, double *restrict y, const doubl
 }
 
 void tg__ew_unary_grad_f32(tg__ew_unop op, int64_t n, float *restrict dx, const float *restrict g,
-                           const float *restrict x, const float *restrict y, double p)
+                           const float *restrict x, const float *restrict y, double p, bool acc)
 {
     if (n <= 0)
         return;
     void (*f)(tg__ew_unop, int64_t, float *restrict, const float *restrict,
-              const float *restrict, const float *restrict, double) = PICK_F32_N(unary_grad, n);
-    PAR_CHUNKS(n, f(op, len, dx + at, g + at, x + at, y + at, p));
+              const float *restrict, const float *restrict, double, bool) =
+        PICK_F32_N(unary_grad, n);
+    PAR_CHUNKS(n, f(op, len, dx + at, g + at, x + at, y + at, p, acc));
 }
 
 void tg__ew_unary_grad_f64(tg__ew_unop op, int64_t n, double *restrict dx,
                            const double *restrict g, const double *restrict x,
-                           const double *restrict y, double p)
+                           const double *restrict y, double p, bool acc)
 {
     if (n <= 0)
         return;
-    PAR_CHUNKS(n, unary_grad_f64(op, len, dx + at, g + at, x + at, y + at, p));
+    PAR_CHUNKS(n, unary_grad_f64(op, len, dx + at, g + at, x + at, y + at, p, acc));
 }

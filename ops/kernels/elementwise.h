@@ -5,6 +5,7 @@
 #ifndef TG_KERNELS_ELEMENTWISE_H
 #define TG_KERNELS_ELEMENTWISE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef enum tg__ew_binop { TG__EWB_ADD, TG__EWB_SUB, TG__EWB_MUL, TG__EWB_DIV } tg__ew_binop;
@@ -62,13 +63,14 @@ void tg__ew_unary_f32(tg__ew_unop op, int64_t n, float *restrict y, const float 
                       double p);
 void tg__ew_unary_f64(tg__ew_unop op, int64_t n, double *restrict y, const double *restrict x,
                       double p);
-/* dx[j] += g[j] * f'(x[j]), written with the forward's input x or its output
- * y as each VJP needs (exp, sqrt, relu, sigmoid, tanh read y; log, pow, abs
- * read x; neg reads neither). dx, g, x, y: [n]; dx overlaps none of them. */
+/* dx[j] += g[j] * f'(x[j]) (acc), or dx[j] = g[j] * f'(x[j]) (!acc: dx is
+ * neither read nor needs zeroing), written with the forward's input x or its
+ * output y as each VJP needs (exp, sqrt, relu, sigmoid, tanh read y; log, pow,
+ * abs read x; neg reads neither). dx, g, x, y: [n]; dx overlaps none of them. */
 void tg__ew_unary_grad_f32(tg__ew_unop op, int64_t n, float *restrict dx, const float *restrict g,
-                           const float *restrict x, const float *restrict y, double p);
+                           const float *restrict x, const float *restrict y, double p, bool acc);
 void tg__ew_unary_grad_f64(tg__ew_unop op, int64_t n, double *restrict dx,
                            const double *restrict g, const double *restrict x,
-                           const double *restrict y, double p);
+                           const double *restrict y, double p, bool acc);
 
 #endif

@@ -31,13 +31,14 @@ void tg__maxpool2d_forward_f32(float *y,             /* [P, OH, OW] */
                                const tg__pool2d_geom *g);
 void tg__maxpool2d_forward_f64(double *y, int32_t *argmax, const double *x, int64_t P,
                                const tg__pool2d_geom *g);
-/* dx[argmax[o]] += dy[o], plane by plane (entries with argmax -1 are skipped). */
-void tg__maxpool2d_backward_f32(float *dx,             /* [P, H, W], accumulated */
+/* dx[argmax[o]] += dy[o], plane by plane (entries with argmax -1 are
+ * skipped); with acc false dx is overwritten (zero where no window chose). */
+void tg__maxpool2d_backward_f32(float *dx,             /* [P, H, W], accumulated if acc */
                                 const float *dy,       /* [P, OH, OW] */
                                 const int32_t *argmax, /* [P, OH, OW] */
-                                int64_t P, const tg__pool2d_geom *g);
+                                int64_t P, const tg__pool2d_geom *g, bool acc);
 void tg__maxpool2d_backward_f64(double *dx, const double *dy, const int32_t *argmax, int64_t P,
-                                const tg__pool2d_geom *g);
+                                const tg__pool2d_geom *g, bool acc);
 
 /* Average pooling (dilation ignored: always 1). The window [h0, h0 + KH) is
  * first clipped to the padded plane [-PH, H + PH) (giving PyTorch's
