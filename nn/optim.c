@@ -3,6 +3,7 @@
  * Arithmetic runs in the parameter's dtype, as PyTorch's does. Saving and
  * loading the optimizer state is in checkpoint.c. */
 #include "optim.h"
+#include "ops/kernels/threads.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -121,25 +122,51 @@ void tg_nn_optim_free(tg_nn_optim *o)
 
 /* ------------------------------------------------------------ the updates */
 
+/* The update loops are elementwise: each runs over the parameter in chunks
+ * of OPT_CHUNK shared among the kernel threads (bitwise the same for any
+ * count). The settings are loop-invariant selects, which this file's flags
+ * (Makefile: -funswitch-loops, and -fno-math-errno for Adam's sqrt) take out
+ * of the loops so that each vectorises; the results are the same. */
+#define OPT_CHUNK 16384
+#define OPT_LOOP(n, ...)                                                                       \
+    do {                                                                                       \
+        const int64_t nc_ = ((n) + OPT_CHUNK - 1) / OPT_CHUNK;                                 \
+        const int nt_ = nc_ > 1 ? tg__threads() : 1;                                           \
+        TG_OMP("omp parallel for schedule(static) num_threads(nt_) if (nt_ > 1)")              \
+        for (int64_t c_ = 0; c_ < nc_; c_++) {                                                 \
+            const int64_t hi_ = (c_ + 1) * OPT_CHUNK < (n) ? (c_ + 1) * OPT_CHUNK : (n);       \
+            TG_OMP("omp simd")                                                                 \
+            for (int64_t i = c_ * OPT_CHUNK; i < hi_; i++) {                                   \
+                __VA_ARGS__                                                                    \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+
 /* SGD (torch.optim.SGD): d = g + wd p; buf = d on the first step, else
  * momentum buf + (1 - dampening) d; d = d + momentum buf (Nesterov) or buf;
  * p -= lr d. */
 #define SGD_LOOP(T)                                                                            \
     do {                                                                                       \
-        T *p = tg_tensor_data(s->param);                                                       \
-        const T *gr = tg_tensor_data(tg_tensor_grad(s->param));                                \
-        T *buf = tg_tensor_data(s->buf[0]);                                                    \
+        T *restrict p = tg_tensor_data(s->param);                                              \
+        const T *restrict gr = tg_tensor_data(tg_tensor_grad(s->param));                       \
+        T *restrict buf = a->momentum != 0 ? tg_tensor_data(s->buf[0]) : NULL;                 \
         const T lr = (T)o->lr, wd = (T)a->weight_decay, mom = (T)a->momentum;                  \
         const T damp1 = (T)(1.0 - a->dampening);                                               \
-        for (int64_t i = 0; i < n; i++) {                                                      \
-            T d = gr[i];                                                                       \
-            if (a->weight_decay != 0)                                                          \
-                d = d + wd * p[i];                                                             \
-            if (a->momentum != 0) {                                                            \
-                buf[i] = s->has_state ? mom * buf[i] + damp1 * d : d;                          \
-                d = a->nesterov ? d + mom * buf[i] : buf[i];                                   \
-            }                                                                                  \
-            p[i] = p[i] - lr * d;                                                              \
+        const bool use_wd = a->weight_decay != 0, nesterov = a->nesterov;                      \
+        if (!buf) {                                                                            \
+            OPT_LOOP(n, {                                                                      \
+                const T d = use_wd ? gr[i] + wd * p[i] : gr[i];                                \
+                p[i] = p[i] - lr * d;                                                          \
+            });                                                                                \
+        } else {                                                                               \
+            const bool first = !s->has_state;                                                  \
+            OPT_LOOP(n, {                                                                      \
+                T d = use_wd ? gr[i] + wd * p[i] : gr[i];                                      \
+                const T b = first ? d : mom * buf[i] + damp1 * d;                              \
+                buf[i] = b;                                                                    \
+                d = nesterov ? d + mom * b : b;                                                \
+                p[i] = p[i] - lr * d;                                                          \
+            });                                                                                \
         }                                                                                      \
     } while (0)
 
@@ -149,29 +176,35 @@ void tg_nn_optim_free(tg_nn_optim *o)
  * p -= lr / (1 - b1^t) * m / denom. */
 #define ADAM_LOOP(T)                                                                           \
     do {                                                                                       \
-        T *p = tg_tensor_data(s->param);                                                       \
-        const T *gr = tg_tensor_data(tg_tensor_grad(s->param));                                \
-        T *m1 = tg_tensor_data(s->buf[0]), *m2 = tg_tensor_data(s->buf[1]);                    \
-        T *vmax = tg_tensor_data(s->buf[2]);                                                   \
+        T *restrict p = tg_tensor_data(s->param);                                              \
+        const T *restrict gr = tg_tensor_data(tg_tensor_grad(s->param));                       \
+        T *restrict m1 = tg_tensor_data(s->buf[0]), *restrict m2 = tg_tensor_data(s->buf[1]);  \
+        T *restrict vmax = a->amsgrad ? tg_tensor_data(s->buf[2]) : NULL;                      \
         const T b1 = (T)a->beta1, b2 = (T)a->beta2, eps = (T)a->eps;                           \
         const T wd = (T)a->weight_decay, decay = (T)(1.0 - o->lr * a->weight_decay);           \
         const T one_b1 = (T)(1.0 - a->beta1), one_b2 = (T)(1.0 - a->beta2);                    \
         const T step_size = (T)step_size_d, bc2_sqrt = (T)bc2_sqrt_d;                          \
-        for (int64_t i = 0; i < n; i++) {                                                      \
-            T g = gr[i];                                                                       \
-            if (adamw)                                                                         \
-                p[i] = p[i] * decay;                                                           \
-            else if (a->weight_decay != 0)                                                     \
-                g = g + wd * p[i];                                                             \
-            m1[i] = m1[i] * b1 + one_b1 * g;                                                   \
-            m2[i] = m2[i] * b2 + one_b2 * g * g;                                               \
-            T v = m2[i];                                                                       \
-            if (a->amsgrad) {                                                                  \
-                vmax[i] = vmax[i] > v ? vmax[i] : v;                                           \
-                v = vmax[i];                                                                   \
-            }                                                                                  \
-            T denom = (T)sqrt((double)v) / bc2_sqrt + eps;                                     \
-            p[i] = p[i] - step_size * (m1[i] / denom);                                         \
+        const bool add_wd = !adamw && a->weight_decay != 0;                                    \
+        if (!vmax) {                                                                           \
+            OPT_LOOP(n, {                                                                      \
+                const T pi = adamw ? p[i] * decay : p[i];                                      \
+                const T g = add_wd ? gr[i] + wd * pi : gr[i];                                  \
+                const T mi = m1[i] * b1 + one_b1 * g, v = m2[i] * b2 + one_b2 * g * g;         \
+                m1[i] = mi;                                                                    \
+                m2[i] = v;                                                                     \
+                p[i] = pi - step_size * (mi / ((T)sqrt((double)v) / bc2_sqrt + eps));          \
+            });                                                                                \
+        } else {                                                                               \
+            OPT_LOOP(n, {                                                                      \
+                const T pi = adamw ? p[i] * decay : p[i];                                      \
+                const T g = add_wd ? gr[i] + wd * pi : gr[i];                                  \
+                const T mi = m1[i] * b1 + one_b1 * g, v = m2[i] * b2 + one_b2 * g * g;         \
+                const T vm = vmax[i] > v ? vmax[i] : v;                                        \
+                m1[i] = mi;                                                                    \
+                m2[i] = v;                                                                     \
+                vmax[i] = vm;                                                                  \
+                p[i] = pi - step_size * (mi / ((T)sqrt((double)vm) / bc2_sqrt + eps));         \
+            });                                                                                \
         }                                                                                      \
     } while (0)
 
