@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------ conv2d */
 
@@ -230,10 +231,16 @@ static int conv2d_backward(tg_node *n, const tg_tensor *dout)
     int rc = conv2d_geom(n, &g);
     if (rc != TG_OK)
         return rc;
-    void *dx = grad_data(n, 0), *dw = grad_data(n, 1), *db = grad_data(n, 2);
+    /* dx may be a first contribution: the float32 kernel then writes it
+     * without a zero-fill first (Winograd) or zeroes it itself. */
+    bool dx_fresh = false;
+    tg_tensor *dxt = tg_node_grad_fresh(n, 0, &dx_fresh);
+    void *dx = dxt ? tg_tensor_data(dxt) : NULL, *dw = grad_data(n, 1), *db = grad_data(n, 2);
     void *x = tg_tensor_data(n->inputs[0]), *w = tg_tensor_data(n->inputs[1]);
     void *dy = tg_tensor_data(dout);
     if (tg_tensor_dtype(dout) == TG_F64) {
+        if (dx_fresh)
+            memset(dx, 0, (size_t)tg_tensor_numel(dxt) * sizeof(double));
         void *col = NULL;
         if ((dx || dw) &&
             (rc = scratch(n, tg__conv2d_col_elems(&g), sizeof(double), &col)) != TG_OK)
@@ -244,9 +251,12 @@ static int conv2d_backward(tg_node *n, const tg_tensor *dout)
     tg__conv2d_plan p;
     tg__conv2d_scratch s;
     tg__conv2d_plan_f32(&g, &p);
-    if ((rc = scratch_f32(n, &p, true, dx, dw, db, &s)) != TG_OK)
+    if ((rc = scratch_f32(n, &p, true, dx, dw, db, &s)) != TG_OK) {
+        if (dx_fresh) /* an unwritten fresh gradient must still read as zero */
+            memset(dx, 0, (size_t)tg_tensor_numel(dxt) * sizeof(float));
         return rc;
-    tg__conv2d_backward_f32(&g, &p, x, w, dy, dx, dw, db, &s);
+    }
+    tg__conv2d_backward_f32(&g, &p, x, w, dy, dx, !dx_fresh, dw, db, &s);
     return TG_OK;
 }
 

@@ -144,19 +144,21 @@ static int linear_backward(tg_node *n, const tg_tensor *dout)
     int rc = lin_check(n, &d, NULL);
     if (rc != TG_OK)
         return rc;
-    tg_tensor *dx = tg_node_grad(n, 0), *dw = tg_node_grad(n, 1);
-    tg_tensor *db = n->n_inputs == 3 ? tg_node_grad(n, 2) : NULL;
+    /* dx may be a first contribution: the GEMM then writes it (beta = 0). */
+    bool dx_fresh = false;
+    const int64_t M = d.M, K = d.K, N = d.N;
+    tg_tensor *dx = M && N ? tg_node_grad_fresh(n, 0, &dx_fresh) : tg_node_grad(n, 0);
+    tg_tensor *dw = tg_node_grad(n, 1), *db = n->n_inputs == 3 ? tg_node_grad(n, 2) : NULL;
     for (int i = 0; i < n->n_inputs; i++)
         if (tg_node_needs_grad(n, i) && !tg_node_grad(n, i))
             return tg_last_status(); /* the gradient buffer could not be allocated */
-    const int64_t M = d.M, K = d.K, N = d.N;
     if (M == 0 || N == 0)
         return TG_OK; /* nothing flows through an empty output */
     const tg_dtype dt = tg_tensor_dtype(dout);
     const void *dy = tg_tensor_data(dout);
     if (K > 0) {
         if (dx) /* dx [M, K] += dy [M, N] w [N, K] */
-            lin_gemm(dt, false, false, M, K, N, dy, N, tg_tensor_data(n->inputs[1]), K, true,
+            lin_gemm(dt, false, false, M, K, N, dy, N, tg_tensor_data(n->inputs[1]), K, !dx_fresh,
                      tg_tensor_data(dx), K);
         if (dw) /* dw [N, K] += dy^T (dy stored [M, N]) x [M, K] */
             lin_gemm(dt, true, false, N, K, M, dy, N, tg_tensor_data(n->inputs[0]), K, true,

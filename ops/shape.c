@@ -67,10 +67,14 @@ static int same_order_forward(tg_node *n)
 
 static int same_order_backward(tg_node *n, const tg_tensor *dout)
 {
-    tg_tensor *dx = tg_node_grad(n, 0);
+    bool fresh;
+    tg_tensor *dx = tg_node_grad_fresh(n, 0, &fresh);
     if (dx) {
         int64_t numel = tg_tensor_numel(dx);
-        add_rows(dx, 0, numel, dout, 0, numel, 1, numel);
+        if (fresh) /* the first contribution: a copy, no zero-fill */
+            copy_rows(dx, 0, numel, dout, 0, numel, 1, numel);
+        else
+            add_rows(dx, 0, numel, dout, 0, numel, 1, numel);
     }
     return TG_OK;
 }

@@ -177,12 +177,27 @@ void gc_run(const gc_case *c, size_t index)
 
 /* Runs the case in one dtype with a fixed cotangent; returns the output copy
  * (float64) and fills grads (float64 copies, NULL if none). */
-static tg_tensor *run_dtype(const gc_case *c, size_t index, tg_dtype dtype, tg_tensor **grads)
+/* Runs the case in dtype with the cotangent of index; grads: the inputs'
+ * gradients (float64 copies, NULL where none). through: the op gets each
+ * input through a same-shape reshape, so its gradient buffers are
+ * intermediates' (a VJP may then take them fresh, tg_node_grad_fresh). */
+static tg_tensor *run_dtype(const gc_case *c, size_t index, tg_dtype dtype, tg_tensor **grads,
+                            bool through)
 {
-    tg_tensor *xs[GC_MAX_INPUTS];
+    tg_tensor *xs[GC_MAX_INPUTS], *in[GC_MAX_INPUTS];
     gc_make_inputs(c, index, dtype, xs);
     tg_graph *g = tg_graph_new();
-    tg_tensor *out = c->fn(g, xs, c->n_inputs, (void *)c->ctx);
+    if (through) { /* NaN-poison the arena the graph reuses: an unwritten fresh buffer shows */
+        int64_t n = (int64_t)1 << 20;
+        tg_tensor *poison = tg_graph_tensor(g, TG_F64, 1, &n);
+        cr_assert(poison, "%s", tg_last_error());
+        memset(tg_tensor_data(poison), 0xff, (size_t)n * sizeof(double));
+        tg_graph_reset(g);
+    }
+    for (int i = 0; i < c->n_inputs; i++)
+        in[i] = through ? tg_reshape(g, xs[i], tg_tensor_ndim(xs[i]), tg_tensor_shape(xs[i]))
+                        : xs[i];
+    tg_tensor *out = c->fn(g, in, c->n_inputs, (void *)c->ctx);
     cr_assert(out, "%s [%s] %s: %s", c->op, c->label, tg_dtype_name(dtype), tg_last_error());
     tg_tensor *res = tg_tensor_copy(out, TG_F64);
     tg_tensor *v = tgt_random(dtype, tg_tensor_ndim(out), tg_tensor_shape(out), -1, 1, 5 + index);
@@ -212,8 +227,8 @@ static double max_abs(const tg_tensor *t)
 void gc_run_f32(const gc_case *c, size_t index)
 {
     tg_tensor *g64[GC_MAX_INPUTS], *g32[GC_MAX_INPUTS];
-    tg_tensor *o64 = run_dtype(c, index, TG_F64, g64);
-    tg_tensor *o32 = run_dtype(c, index, TG_F32, g32);
+    tg_tensor *o64 = run_dtype(c, index, TG_F64, g64, false);
+    tg_tensor *o32 = run_dtype(c, index, TG_F32, g32, false);
     char name[160];
     snprintf(name, sizeof name, "%s [%s] float32 output", c->op, c->label);
     char msg[512];
@@ -235,10 +250,41 @@ void gc_run_f32(const gc_case *c, size_t index)
     tg_tensor_free(o32);
 }
 
+static bool same_value(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
+
+void gc_run_fresh(const gc_case *c, size_t index)
+{
+    for (int d = 0; d < 2; d++) {
+        const tg_dtype dt = d ? TG_F32 : TG_F64;
+        tg_tensor *ga[GC_MAX_INPUTS], *gb[GC_MAX_INPUTS];
+        tg_tensor *oa = run_dtype(c, index, dt, ga, false);
+        tg_tensor *ob = run_dtype(c, index, dt, gb, true);
+        for (int i = 0; i < c->n_inputs; i++) {
+            cr_expect((ga[i] == NULL) == (gb[i] == NULL), "%s [%s]: gradient presence differs",
+                      c->op, c->label);
+            int64_t bad = -1;
+            for (int64_t k = 0; ga[i] && gb[i] && k < tg_tensor_numel(ga[i]) && bad < 0; k++)
+                if (!same_value(tg_tensor_get(ga[i], k), tg_tensor_get(gb[i], k)))
+                    bad = k;
+            cr_expect(bad < 0,
+                      "%s [%s] %s: grad of input %d through an intermediate differs at %lld: "
+                      "%.17g vs %.17g",
+                      c->op, c->label, tg_dtype_name(dt), i, (long long)bad,
+                      bad < 0 ? 0.0 : tg_tensor_get(ga[i], bad),
+                      bad < 0 ? 0.0 : tg_tensor_get(gb[i], bad));
+            tg_tensor_free(ga[i]);
+            tg_tensor_free(gb[i]);
+        }
+        tg_tensor_free(oa);
+        tg_tensor_free(ob);
+    }
+}
+
 void gc_run_table(const gc_case *cases, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         gc_run(&cases[i], i);
         gc_run_f32(&cases[i], i);
+        gc_run_fresh(&cases[i], i);
     }
 }

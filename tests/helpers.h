@@ -107,7 +107,11 @@ void gc_run(const gc_case *c, size_t index);
 /* float32 forward and gradients against float64 (atol 1e-4, rtol 1e-4 scaled
  * by the magnitude of the float64 values). */
 void gc_run_f32(const gc_case *c, size_t index);
-/* Runs gc_run and gc_run_f32 over a whole table. */
+/* The gradients with each input passed through an intermediate (a VJP may
+ * then write its first contribution instead of adding: tg_node_grad_fresh)
+ * must equal those of the leaves exactly, in float64 and float32. */
+void gc_run_fresh(const gc_case *c, size_t index);
+/* Runs gc_run, gc_run_f32 and gc_run_fresh over a whole table. */
 void gc_run_table(const gc_case *cases, size_t n);
 
 #define GC_FAMILY(fam)                                                                         \

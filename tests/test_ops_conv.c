@@ -132,6 +132,7 @@ static int grid_run(int64_t stride, int pad_mode)
             c.n_inputs = 2;
         gc_run(&c, idx);
         gc_run_f32(&c, idx);
+        gc_run_fresh(&c, idx);
         n_run++;
     }
     return n_run;

@@ -1296,12 +1296,13 @@ void tg__conv2d_plan_f32(const tg__conv2d_geom *g, tg__conv2d_plan *p)
 /* ------------------------------------------------------ Winograd driver */
 
 /* The forward (dx_pass false: y = corr(x, w) + bias) or the VJP's dx (dx +=
- * corr(dy, w flipped and transposed)) through Winograd. U: p->u_elems floats
+ * corr(dy, w flipped and transposed), or = when acc is false) through
+ * Winograd. U: p->u_elems floats
  * for the transformed filters; wv: p->wv_elems floats. Blocks of images (or
  * bands of tile rows of one image) go to threads when there are at least two
  * per thread, else they run in turn with the GEMMs threaded inside. Every
  * output element is written by one block. */
-static void wino_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, bool dx_pass,
+static void wino_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, bool dx_pass, bool acc,
                      const float *src, const float *w, const float *bias, float *out, float *U,
                      float *wv)
 {
@@ -1332,12 +1333,12 @@ static void wino_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, bool d
         float *V = wv + THREAD_ID() * blk, *M = V + v_elems;
         for (int64_t gi = 0; gi < G; gi++)
             wino_block(&q, src + n0 * sn + gi * sg, sn, U + gi * 16 * Og * Cg,
-                       out + n0 * on + gi * og, on, bias ? bias + gi * Og : NULL, dx_pass, nbb,
-                       th0, th1, V, M);
+                       out + n0 * on + gi * og, on, bias ? bias + gi * Og : NULL, acc, nbb, th0,
+                       th1, V, M);
     }
 #else
-    (void)g, (void)pl, (void)dx_pass, (void)src, (void)w, (void)bias, (void)out, (void)U,
-        (void)wv;
+    (void)g, (void)pl, (void)dx_pass, (void)acc, (void)src, (void)w, (void)bias, (void)out,
+        (void)U, (void)wv;
 #endif
 }
 
@@ -1412,7 +1413,7 @@ void tg__conv2d_forward_f32(const tg__conv2d_geom *g, const tg__conv2d_plan *pl,
                             const tg__conv2d_scratch *s)
 {
     if (pl->wino) {
-        wino_run(g, pl, false, x, w, bias, out, s->u, s->wv);
+        wino_run(g, pl, false, false, x, w, bias, out, s->u, s->wv);
         return;
     }
     float *col = s->col, *yt = s->yt;
@@ -1544,8 +1545,8 @@ static void block_vjp(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, const
 }
 
 void tg__conv2d_backward_f32(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, const float *x,
-                             const float *w, const float *dout, float *dx, float *dw, float *db,
-                             const tg__conv2d_scratch *s)
+                             const float *w, const float *dout, float *dx, bool dx_acc, float *dw,
+                             float *db, const tg__conv2d_scratch *s)
 {
     const int64_t Kc = g->C / g->groups * g->KH * g->KW, O = g->O, P = g->OH * g->OW;
     const int64_t chunk = pl->chunk, n_chunks = pl->n_chunks, slots = pl->slots;
@@ -1556,14 +1557,16 @@ void tg__conv2d_backward_f32(const tg__conv2d_geom *g, const tg__conv2d_plan *pl
         return;
     }
     if (pl->wino) {
-        if (dx)
-            wino_run(g, pl, true, dout, w, NULL, dx, s->u, s->wv);
+        if (dx) /* Winograd writes or adds each dx element once: no zero-fill */
+            wino_run(g, pl, true, dx_acc, dout, w, NULL, dx, s->u, s->wv);
         if (dw)
             wino_dw_run(g, pl, x, dout, dw, s->wv, s->dwp);
         if (db)
             bias_grad(g, nt, dout, db);
         return;
     }
+    if (dx && !dx_acc) /* col2im and the direct dx add into dx */
+        memset(dx, 0, (size_t)(g->N * g->C * g->H * g->W) * sizeof *dx);
     const int64_t blk = pl->col_elems / nto, dblk = O * chunk * P;
     (void)nto;
     TG_OMP("omp parallel for num_threads(nto) schedule(dynamic, 1) if (nto > 1)")

@@ -119,10 +119,11 @@ void tg__conv2d_forward_f32(const tg__conv2d_geom *g, const tg__conv2d_plan *p, 
                             const float *w, const float *bias, float *out,
                             const tg__conv2d_scratch *s);
 
-/* VJP: each of dx, dw, db += when not NULL. */
+/* VJP: each of dx, dw, db += when not NULL; dx is overwritten instead when
+ * dx_acc is false (a first contribution: its contents are not read). */
 void tg__conv2d_backward_f32(const tg__conv2d_geom *g, const tg__conv2d_plan *p, const float *x,
-                             const float *w, const float *dout, float *dx, float *dw, float *db,
-                             const tg__conv2d_scratch *s);
+                             const float *w, const float *dout, float *dx, bool dx_acc, float *dw,
+                             float *db, const tg__conv2d_scratch *s);
 
 /* Testing hook (internal; the SIMD level is tg__cpu_force in cpu.h): the
  * column block budget in bytes (0 restores the default); plans made
