@@ -40,10 +40,9 @@ examples: $(EX_BIN)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
-# The optimizer's loops vectorise when their settings are unswitched out of the
-# loop and sqrt need not set errno (its argument is never negative); the
-# results are the same.
-$(BUILD)/nn/optim.o: CFLAGS += -fno-math-errno -funswitch-loops
+# The optimizer's Adam loop vectorises only when sqrt need not set errno (its
+# argument is never negative; the results are the same).
+$(BUILD)/nn/optim.o: CFLAGS += -fno-math-errno
 
 $(BUILD)/libtgrad.a: $(LIB_OBJ)
 	@rm -f $@

@@ -124,9 +124,9 @@ void tg_nn_optim_free(tg_nn_optim *o)
 
 /* The update loops are elementwise: each runs over the parameter in chunks
  * of OPT_CHUNK shared among the kernel threads (bitwise the same for any
- * count). The settings are loop-invariant selects, which this file's flags
- * (Makefile: -funswitch-loops, and -fno-math-errno for Adam's sqrt) take out
- * of the loops so that each vectorises; the results are the same. */
+ * count). Each combination of settings gets its own loop, the settings
+ * spelled as 0/1 literals, so no loop has a branch and each vectorises; this file is built with -fno-math-errno so that Adam's
+ * sqrt does too (its argument is never negative; the results are the same). */
 #define OPT_CHUNK 16384
 #define OPT_LOOP(n, ...)                                                                       \
     do {                                                                                       \
@@ -141,10 +141,32 @@ void tg_nn_optim_free(tg_nn_optim *o)
             }                                                                                  \
         }                                                                                      \
     } while (0)
-
 /* SGD (torch.optim.SGD): d = g + wd p; buf = d on the first step, else
  * momentum buf + (1 - dampening) d; d = d + momentum buf (Nesterov) or buf;
  * p -= lr d. */
+#define SGD_BODY(T, WD, MOM, FIRST, NEST)                                                      \
+    OPT_LOOP(n, {                                                                              \
+        T d = WD ? gr[i] + wd * p[i] : gr[i];                                                  \
+        if (MOM) {                                                                             \
+            const T b = FIRST ? d : mom * buf[i] + damp1 * d;                                  \
+            buf[i] = b;                                                                        \
+            d = NEST ? d + mom * b : b;                                                        \
+        }                                                                                      \
+        p[i] = p[i] - lr * d;                                                                  \
+    })
+#define SGD_MOM(T, WD)                                                                         \
+    do {                                                                                       \
+        if (!buf)                                                                              \
+            SGD_BODY(T, WD, 0, 0, 0);                                                          \
+        else if (!s->has_state && a->nesterov)                                                 \
+            SGD_BODY(T, WD, 1, 1, 1);                                                          \
+        else if (!s->has_state)                                                                \
+            SGD_BODY(T, WD, 1, 1, 0);                                                          \
+        else if (a->nesterov)                                                                  \
+            SGD_BODY(T, WD, 1, 0, 1);                                                          \
+        else                                                                                   \
+            SGD_BODY(T, WD, 1, 0, 0);                                                          \
+    } while (0)
 #define SGD_LOOP(T)                                                                            \
     do {                                                                                       \
         T *restrict p = tg_tensor_data(s->param);                                              \
@@ -152,28 +174,37 @@ void tg_nn_optim_free(tg_nn_optim *o)
         T *restrict buf = a->momentum != 0 ? tg_tensor_data(s->buf[0]) : NULL;                 \
         const T lr = (T)o->lr, wd = (T)a->weight_decay, mom = (T)a->momentum;                  \
         const T damp1 = (T)(1.0 - a->dampening);                                               \
-        const bool use_wd = a->weight_decay != 0, nesterov = a->nesterov;                      \
-        if (!buf) {                                                                            \
-            OPT_LOOP(n, {                                                                      \
-                const T d = use_wd ? gr[i] + wd * p[i] : gr[i];                                \
-                p[i] = p[i] - lr * d;                                                          \
-            });                                                                                \
-        } else {                                                                               \
-            const bool first = !s->has_state;                                                  \
-            OPT_LOOP(n, {                                                                      \
-                T d = use_wd ? gr[i] + wd * p[i] : gr[i];                                      \
-                const T b = first ? d : mom * buf[i] + damp1 * d;                              \
-                buf[i] = b;                                                                    \
-                d = nesterov ? d + mom * b : b;                                                \
-                p[i] = p[i] - lr * d;                                                          \
-            });                                                                                \
-        }                                                                                      \
+        if (a->weight_decay != 0)                                                              \
+            SGD_MOM(T, 1);                                                                     \
+        else                                                                                   \
+            SGD_MOM(T, 0);                                                                     \
     } while (0)
 
 /* Adam / AdamW (torch.optim.Adam, AdamW): AdamW first decays p *= 1 - lr wd;
  * Adam adds wd p to the gradient. m = b1 m + (1 - b1) g;
  * v = b2 v + (1 - b2) g^2; denom = sqrt(v or max(v)) / sqrt(1 - b2^t) + eps;
  * p -= lr / (1 - b1^t) * m / denom. */
+#define ADAM_BODY(T, DECAY, WD, AMS)                                                           \
+    OPT_LOOP(n, {                                                                              \
+        const T pi = DECAY ? p[i] * decay : p[i];                                              \
+        const T g = WD ? gr[i] + wd * pi : gr[i];                                              \
+        const T mi = m1[i] * b1 + one_b1 * g, v = m2[i] * b2 + one_b2 * g * g;                 \
+        m1[i] = mi;                                                                            \
+        m2[i] = v;                                                                             \
+        T vm = v;                                                                              \
+        if (AMS) {                                                                             \
+            vm = vmax[i] > v ? vmax[i] : v;                                                    \
+            vmax[i] = vm;                                                                      \
+        }                                                                                      \
+        p[i] = pi - step_size * (mi / ((T)sqrt((double)vm) / bc2_sqrt + eps));                 \
+    })
+#define ADAM_AMS(T, DECAY, WD)                                                                 \
+    do {                                                                                       \
+        if (vmax)                                                                              \
+            ADAM_BODY(T, DECAY, WD, 1);                                                        \
+        else                                                                                   \
+            ADAM_BODY(T, DECAY, WD, 0);                                                        \
+    } while (0)
 #define ADAM_LOOP(T)                                                                           \
     do {                                                                                       \
         T *restrict p = tg_tensor_data(s->param);                                              \
@@ -184,28 +215,12 @@ void tg_nn_optim_free(tg_nn_optim *o)
         const T wd = (T)a->weight_decay, decay = (T)(1.0 - o->lr * a->weight_decay);           \
         const T one_b1 = (T)(1.0 - a->beta1), one_b2 = (T)(1.0 - a->beta2);                    \
         const T step_size = (T)step_size_d, bc2_sqrt = (T)bc2_sqrt_d;                          \
-        const bool add_wd = !adamw && a->weight_decay != 0;                                    \
-        if (!vmax) {                                                                           \
-            OPT_LOOP(n, {                                                                      \
-                const T pi = adamw ? p[i] * decay : p[i];                                      \
-                const T g = add_wd ? gr[i] + wd * pi : gr[i];                                  \
-                const T mi = m1[i] * b1 + one_b1 * g, v = m2[i] * b2 + one_b2 * g * g;         \
-                m1[i] = mi;                                                                    \
-                m2[i] = v;                                                                     \
-                p[i] = pi - step_size * (mi / ((T)sqrt((double)v) / bc2_sqrt + eps));          \
-            });                                                                                \
-        } else {                                                                               \
-            OPT_LOOP(n, {                                                                      \
-                const T pi = adamw ? p[i] * decay : p[i];                                      \
-                const T g = add_wd ? gr[i] + wd * pi : gr[i];                                  \
-                const T mi = m1[i] * b1 + one_b1 * g, v = m2[i] * b2 + one_b2 * g * g;         \
-                const T vm = vmax[i] > v ? vmax[i] : v;                                        \
-                m1[i] = mi;                                                                    \
-                m2[i] = v;                                                                     \
-                vmax[i] = vm;                                                                  \
-                p[i] = pi - step_size * (mi / ((T)sqrt((double)vm) / bc2_sqrt + eps));         \
-            });                                                                                \
-        }                                                                                      \
+        if (adamw)                                                                             \
+            ADAM_AMS(T, 1, 0);                                                                 \
+        else if (a->weight_decay != 0)                                                         \
+            ADAM_AMS(T, 0, 1);                                                                 \
+        else                                                                                   \
+            ADAM_AMS(T, 0, 0);                                                                 \
     } while (0)
 
 int tg_nn_optim_step(tg_nn_optim *o)

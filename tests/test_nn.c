@@ -121,7 +121,7 @@ Test(nn_module, relu_then_maxpool_equals_the_ops_in_written_order)
     tg_tensor *x = tg_tensor_new(TG_F64, 4, xs);
     for (int64_t i = 0; i < tg_tensor_numel(x); i++) /* small integers: many ties */
         tg_tensor_set(x, i, (double)((i * 7919) % 5) - 2.0);
-    tg_tensor_set(x, 40, NAN);
+    tg_tensor_set(x, 40, (double)NAN);
     tg_tensor_set_requires_grad(x, true);
     tg_graph *g1 = tg_graph_new(), *g2 = tg_graph_new();
     tg_tensor *y1 = tg_nn_forward(m, g1, x);
