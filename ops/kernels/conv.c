@@ -914,20 +914,39 @@ TG_AVX512_FN static void wino_in_chan(const wino_geom *q, const float *sc, int64
     __m512 v[16];
     if (TW <= 8) {
         const __mmask8 m8 = (__mmask8)((1u << TW) - 1u);
+        /* Padding 1 with rows of at most 16 floats (LeNet's 14x14 layer, both
+         * ways): each source row is one masked load, and the columns from -1
+         * and from 1 are that vector shifted one lane either way (a zero
+         * shifted in), instead of four loads with edge permutes. */
+        const bool pad1 = c0 == -1 && Ws <= 16;
+        const __mmask16 mw = tail_mask(Ws < 16 ? Ws : 16);
+        const __m512i zi = _mm512_setzero_si512();
         for (int64_t th = th0; th < th1; th += 2) {
             const bool two = th + 1 < th1;
             /* Lanes 0-7: tile row th (a, c), 8-15: tile row th + 1 (b, d). */
+#define LOAD_ROW_SHIFTS(r, lo, hi)                                                             \
+    do {                                                                                       \
+        const __m512i v_ = r ? _mm512_castps_si512(_mm512_maskz_loadu_ps(mw, r)) : zi;         \
+        lo = _mm512_castsi512_ps(_mm512_alignr_epi32(v_, zi, 15));                             \
+        hi = _mm512_castsi512_ps(_mm512_alignr_epi32(zi, v_, 1));                              \
+    } while (0)
 #define LOAD_TWO(k, a, b, c, d)                                                                \
     do {                                                                                       \
         const float *ra = wino_row(q, sc, 2 * th + q->r0 + (k));                               \
         const float *rb = two ? wino_row(q, sc, 2 * th + 2 + q->r0 + (k)) : NULL;              \
-        a = load_padded(ra, c0, Ws);                                                           \
-        c = load_padded(ra, c0 + 2, Ws);                                                       \
-        b = load_padded(rb, c0, Ws);                                                           \
-        d = load_padded(rb, c0 + 2, Ws);                                                       \
+        if (pad1) {                                                                            \
+            LOAD_ROW_SHIFTS(ra, a, c);                                                         \
+            LOAD_ROW_SHIFTS(rb, b, d);                                                         \
+        } else {                                                                               \
+            a = load_padded(ra, c0, Ws);                                                       \
+            c = load_padded(ra, c0 + 2, Ws);                                                   \
+            b = load_padded(rb, c0, Ws);                                                       \
+            d = load_padded(rb, c0 + 2, Ws);                                                   \
+        }                                                                                      \
     } while (0)
             WINO_IN_LANES(LOAD_TWO, ie, io, v);
 #undef LOAD_TWO
+#undef LOAD_ROW_SHIFTS
             float *d = V + t0 + (th - th0) * TW;
             _Pragma("GCC unroll 16") for (int xn = 0; xn < 16; xn++) {
                 _mm256_mask_storeu_ps(d + xn * vs, m8, _mm512_castps512_ps256(v[xn]));
