@@ -214,6 +214,7 @@ tg_tensor *tg_detach(tg_graph *g, tg_tensor *x)
         return NULL;
     *t = *x;
     t->grad = NULL;
+    t->grad_stale = false;
     t->node = NULL;
     t->graph = g;
     t->requires_grad = false;
