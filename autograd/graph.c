@@ -325,6 +325,18 @@ static void add_into(tg_tensor *dst, const tg_tensor *src)
     }
 }
 
+/* A gradient no path reached in this backward reads as zero, as before. */
+static void clear_stale(tg_graph *g, int64_t n_order)
+{
+    for (int64_t k = 0; k < n_order; k++) {
+        tg_tensor *o = g->order[k]->out;
+        if (o->grad_stale) {
+            memset(o->grad->data, 0, (size_t)o->numel * tg_dtype_size(o->dtype));
+            o->grad_stale = false;
+        }
+    }
+}
+
 static int backward_run(tg_graph *g, tg_tensor *root, const tg_tensor *cot, const char *who)
 {
     char s1[TG_SHAPE_STR_MAX], s2[TG_SHAPE_STR_MAX];
@@ -402,17 +414,11 @@ static int backward_run(tg_graph *g, tg_tensor *root, const tg_tensor *cot, cons
             char prefix[96];
             snprintf(prefix, sizeof prefix, "%s: in the VJP of tg_%s: ", who, n->op->name);
             tg_error_prefix(prefix);
+            clear_stale(g, n_order);
             return rc;
         }
     }
-    /* A gradient no path reached this time reads as zero, as before. */
-    for (int64_t k = 0; k < n_order; k++) {
-        tg_tensor *o = g->order[k]->out;
-        if (o->grad_stale) {
-            memset(o->grad->data, 0, (size_t)o->numel * tg_dtype_size(o->dtype));
-            o->grad_stale = false;
-        }
-    }
+    clear_stale(g, n_order);
     return TG_OK;
 }
 

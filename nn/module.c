@@ -132,16 +132,26 @@ void tg_nn_zero_grad(tg_nn_module *m)
 
 static bool is_kind(const tg_nn_module *m, const char *kind) { return !strcmp(m->vt->kind, kind); }
 
-/* ReLU followed by MaxPool2d runs as MaxPool2d then ReLU. relu is monotone,
- * so max(relu(x)) = relu(max(x)), and the gradients agree: each window sends
- * dy to the same argmax when its max is positive, and nothing when it is
- * <= 0. The relu then reads and writes a quarter of the elements (2x2
- * pooling) forward and backward. Only the sign of a zero output can differ. */
+/* A pool whose every window holds at least one input pixel: without dilation
+ * (padding <= kernel / 2 is checked by the op). A dilated window can lie all
+ * in the padding, giving -inf, which relu would turn into 0. */
+static bool no_empty_windows(const tg_nn_module *pool)
+{
+    return pool->pool.dilation[0] <= 1 && pool->pool.dilation[1] <= 1;
+}
+
+/* ReLU followed by MaxPool2d (with no all-padding window) runs as MaxPool2d
+ * then ReLU. relu is monotone, so max(relu(x)) = relu(max(x)), and the
+ * gradients agree: each window sends dy to the same argmax when its max is
+ * positive, and nothing when it is <= 0. The relu then reads and writes a
+ * quarter of the elements (2x2 pooling) forward and backward. Only the sign of
+ * a zero output can differ. */
 static tg_tensor *sequential_forward(tg_nn_module *m, tg_graph *g, tg_tensor *x)
 {
     tg_nn_module *const *c = m->children;
     for (int i = 0; i < m->n_children && x; i++) {
-        if (i + 1 < m->n_children && is_kind(c[i], "ReLU") && is_kind(c[i + 1], "MaxPool2d")) {
+        if (i + 1 < m->n_children && is_kind(c[i], "ReLU") && is_kind(c[i + 1], "MaxPool2d") &&
+            no_empty_windows(c[i + 1])) {
             x = tg_nn_forward(c[i], g, tg_nn_forward(c[i + 1], g, x));
             i++;
         } else {

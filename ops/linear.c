@@ -144,11 +144,12 @@ static int linear_backward(tg_node *n, const tg_tensor *dout)
     int rc = lin_check(n, &d, NULL);
     if (rc != TG_OK)
         return rc;
-    /* dx may be a first contribution: the GEMM then writes it (beta = 0). */
-    bool dx_fresh = false;
     const int64_t M = d.M, K = d.K, N = d.N;
-    tg_tensor *dx = M && N ? tg_node_grad_fresh(n, 0, &dx_fresh) : tg_node_grad(n, 0);
     tg_tensor *dw = tg_node_grad(n, 1), *db = n->n_inputs == 3 ? tg_node_grad(n, 2) : NULL;
+    /* dx may be a first contribution: the GEMM then writes it (beta = 0). It
+     * is taken last, so that no failure can leave it unwritten. */
+    bool dx_fresh = false;
+    tg_tensor *dx = M && N ? tg_node_grad_fresh(n, 0, &dx_fresh) : tg_node_grad(n, 0);
     for (int i = 0; i < n->n_inputs; i++)
         if (tg_node_needs_grad(n, i) && !tg_node_grad(n, i))
             return tg_last_status(); /* the gradient buffer could not be allocated */

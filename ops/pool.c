@@ -189,10 +189,7 @@ static int maxpool2d_forward(tg_node *n)
 
 static int maxpool2d_backward(tg_node *n, const tg_tensor *dout)
 {
-    /* An empty output sends nothing back: dx is then only zero-filled. */
-    bool fresh = false, empty = tg_tensor_numel(dout) == 0;
-    tg_tensor *dx = empty ? tg_node_grad(n, 0) : tg_node_grad_fresh(n, 0, &fresh);
-    if (!dx || empty)
+    if (!tg_node_needs_grad(n, 0))
         return TG_OK;
     tg__pool2d_geom geo;
     int64_t planes;
@@ -200,9 +197,15 @@ static int maxpool2d_backward(tg_node *n, const tg_tensor *dout)
     if (rc != TG_OK)
         return rc;
     const int32_t *argmax = n->saved;
-    if (!argmax)
+    if (!argmax && tg_tensor_numel(dout) > 0)
         return tg_set_error(TG_ERR_GRAD, "no argmax was saved in forward for output %s",
                             TG_SHP(n->out));
+    /* dx last (nothing can fail after it): a first contribution is written,
+     * not added. An empty output sends nothing back: dx is then zero-filled. */
+    bool fresh = false, empty = tg_tensor_numel(dout) == 0;
+    tg_tensor *dx = empty ? tg_node_grad(n, 0) : tg_node_grad_fresh(n, 0, &fresh);
+    if (!dx || empty)
+        return TG_OK;
     if (tg_tensor_dtype(dx) == TG_F64)
         tg__maxpool2d_backward_f64(tg_tensor_data(dx), tg_tensor_data(dout), argmax, planes, &geo,
                                    !fresh);

@@ -153,6 +153,33 @@ Test(nn_module, relu_then_maxpool_equals_the_ops_in_written_order)
     tg_nn_module_free(m);
 }
 
+/* A dilated pool can have windows lying all in the padding (-inf): there the
+ * Sequential keeps ReLU before the pool, and -inf stays -inf. */
+Test(nn_module, relu_then_dilated_maxpool_keeps_the_written_order)
+{
+    const tg_pool2d_args pa = {.kernel = {2, 2}, .stride = {1, 1}, .padding = {2, 2},
+                               .dilation = {3, 3}};
+    tg_nn_module *mods[] = {tg_nn_relu_new(), tg_nn_maxpool2d_new(pa)};
+    tg_nn_module *m = tg_nn_sequential_new(2, mods);
+    cr_assert(m, "%s", tg_last_error());
+    int64_t xs[] = {1, 1, 2, 2};
+    tg_tensor *x = tgt_tensor(TG_F64, 4, xs, (double[]){2, -1, 1, -3});
+    tg_graph *g = tg_graph_new();
+    tg_tensor *y1 = tg_nn_forward(m, g, x), *y2 = tg_maxpool2d(g, tg_relu(g, x), pa);
+    cr_assert(y1 && y2, "%s", tg_last_error());
+    cr_assert_eq(tg_tensor_numel(y1), 9);
+    int64_t n_inf = 0;
+    for (int64_t i = 0; i < 9; i++) {
+        cr_expect(tg_tensor_get(y1, i) == tg_tensor_get(y2, i), "y[%lld]: %g vs %g",
+                  (long long)i, tg_tensor_get(y1, i), tg_tensor_get(y2, i));
+        n_inf += isinf(tg_tensor_get(y1, i)) != 0;
+    }
+    cr_expect(n_inf > 0, "some window lies all in the padding");
+    tg_graph_free(g);
+    tg_tensor_free(x);
+    tg_nn_module_free(m);
+}
+
 Test(nn_module, constructor_errors)
 {
     tg_rng r;
