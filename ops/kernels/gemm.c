@@ -94,13 +94,24 @@ static void scratch_key_init(void)
     scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
 }
 
+/* More than one thread's largest packing scratch on any path: A block
+ * MC x KC plus B panel KC x NC (at most 4.25 MiB: AVX-512 f64, 128 x 256 +
+ * 256 x 2048 doubles). */
+#define SCRATCH_MIN ((size_t)8 << 20)
+
 void *tg__gemm_scratch(size_t bytes)
 {
     if (bytes > scratch.cap) {
         size_t cap = 0;
         void *p = park_take(bytes, &cap);
         if (!p) {
+            /* At least SCRATCH_MIN: one thread's panels for any call fit it,
+             * so which blocks a pool thread happens to get under a dynamic
+             * schedule cannot make its buffer grow in a later training step;
+             * untouched pages cost no memory. */
             cap = (bytes + bytes / 4 + 4095) / 4096 * 4096;
+            if (cap < SCRATCH_MIN)
+                cap = SCRATCH_MIN;
             p = aligned_alloc(64, cap);
             if (!p)
                 return NULL;
