@@ -3,19 +3,12 @@
  * Arithmetic runs in the parameter's dtype, as PyTorch's does. Saving and
  * loading the optimizer state is in checkpoint.c. */
 #include "optim.h"
+#include "ops/kernels/simd.h" /* no FP contraction, as the kernels */
 #include "ops/kernels/threads.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* No FMA contraction (GCC's ISO C mode already has none): the updates round
- * as written, with either compiler. clang warns when an omp simd loop stays
- * scalar (as under ASan); such a loop is as correct, only slower. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#pragma clang diagnostic ignored "-Wpass-failed"
-#endif
 
 static tg_nn_optim *optim_new(tg_nn_module *m, tg_nn_optim_kind kind, const char *who)
 {

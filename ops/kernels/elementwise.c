@@ -15,6 +15,7 @@
  * sigmoid's exp) stay scalar; they only get the threads. */
 #include "elementwise.h"
 #include "cpu.h"
+#include "simd.h"
 #include "threads.h"
 
 #include <math.h>
@@ -22,53 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* No FMA contraction (GCC's ISO C mode already has none): every copy of a
- * loop must round the same way. clang warns when an omp simd loop stays
- * scalar (as under ASan); such a loop is as correct, only slower. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#pragma clang diagnostic ignored "-Wpass-failed"
-#endif
-
 /* ------------------------------------------------------------- dispatch */
 
-/* One loop of independent iterations the compiler may vectorise (a no-op
- * without OpenMP, where clang still vectorises and GCC at -O2 does not). */
-#define TG_SIMD TG_OMP("omp simd")
-
-/* The copies' targets. No "fma": the copies must not contract a * b + c
- * (tg__cpu() still only picks AVX2 / AVX-512 on CPUs that have FMA). */
-#if TG_HAVE_X86
-#define ATTR_avx512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
-#define ATTR_avx2 __attribute__((target("avx2")))
-#endif
-#define ATTR_gen
-
-/* GCC will not if-convert (so not vectorise) a select such as relu's while it
- * must preserve floating-point exception flags; nothing here reads them. This
- * changes no result (it is not -ffast-math); clang already behaves so. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NO_TRAP __attribute__((optimize("no-trapping-math")))
-#else
-#define NO_TRAP
-#endif
-
-/* The float32 copy of `fn` for this CPU: fn##_avx512, fn##_avx2 or fn##_gen.
- * PICK_F32_N also takes the generic copy for rows shorter than one AVX-512
+/* PICK_F32 (simd.h), but the generic copy for rows shorter than one AVX-512
  * vector (as the [N, 10] + [10] bias add calls it, row by row): there the wide
  * copies only add set-up, and every copy gives the same bits anyway. */
 #if TG_HAVE_X86
-#define PICK_F32(fn)                                                                               \
-    (tg__cpu() == TG_CPU_AVX512 ? fn##_f32_avx512                                                  \
-     : tg__cpu() == TG_CPU_AVX2 ? fn##_f32_avx2                                                    \
-                                : fn##_f32_gen)
-#define F32_VARIANTS(DEF) DEF(float, f32_avx512, ATTR_avx512) DEF(float, f32_avx2, ATTR_avx2)      \
-    DEF(float, f32_gen, ATTR_gen)
 #define PICK_F32_N(fn, n) ((n) < 16 ? fn##_f32_gen : PICK_F32(fn))
 #else
-#define PICK_F32(fn) fn##_f32_gen
 #define PICK_F32_N(fn, n) fn##_f32_gen
-#define F32_VARIANTS(DEF) DEF(float, f32_gen, ATTR_gen)
 #endif
 
 /* ------------------------------------------------------------- chunking */
@@ -191,7 +154,7 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
         }                                                                                          \
     }
 
-F32_VARIANTS(DEF_BINARY)
+F32_COPIES(DEF_BINARY)
 DEF_BINARY(double, f64, ATTR_gen)
 
 void tg__ew_binary_f32(tg__ew_binop op, int64_t n, float *restrict out, const float *restrict a,
@@ -289,7 +252,7 @@ void tg__ew_binary_f64(tg__ew_binop op, int64_t n, double *restrict out, const d
         }                                                                                          \
     }
 
-F32_VARIANTS(DEF_BGRAD_F32)
+F32_COPIES(DEF_BGRAD_F32)
 DEF_BGRAD(double, f64, ATTR_gen, double)
 
 /* o and y advance with the row only where they are arrays (y: sy; o is read
@@ -500,8 +463,8 @@ NO_TRAP static inline double keep_f64(double v, int k)
             UNARY_GRAD_CASES(T, =, SET_DX_POW)                                                     \
     }
 
-F32_VARIANTS(DEF_UNARY)
-F32_VARIANTS(DEF_UNARY_GRAD)
+F32_COPIES(DEF_UNARY)
+F32_COPIES(DEF_UNARY_GRAD)
 DEF_UNARY(double, f64, ATTR_gen)
 DEF_UNARY_GRAD(double, f64, ATTR_gen)
 

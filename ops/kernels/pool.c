@@ -15,20 +15,13 @@
  * stays the scatter through the saved argmax. No graph code here. */
 #include "pool.h"
 #include "cpu.h"
+#include "simd.h"
 #include "threads.h"
 
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* No FMA contraction (GCC's ISO C mode already has none): every copy of a
- * loop must round the same way. clang warns when an omp simd loop stays
- * scalar (as under ASan); such a loop is as correct, only slower. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#pragma clang diagnostic ignored "-Wpass-failed"
-#endif
 
 /* A loop split between the kernels' threads when `cond` holds; nothing
  * without OpenMP (so OMP=0 builds see no unknown pragma). */
@@ -133,17 +126,6 @@ static inline bool is_2x2s2(const tg__pool2d_geom *g)
             }                                                                                      \
         }                                                                                          \
     } while (0)
-
-#define TG_SIMD TG_OMP("omp simd")
-
-/* GCC will not if-convert (so not vectorise) these selects while it must
- * preserve floating-point exception flags; nothing here reads them. This
- * changes no result (it is not -ffast-math); clang already behaves so. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NO_TRAP __attribute__((optimize("no-trapping-math")))
-#else
-#define NO_TRAP
-#endif
 
 #define DEF_MAX2X2_GEN(T, SUF)                                                                     \
     NO_TRAP static inline void max2x2_row_##SUF(T *restrict y, int32_t *restrict a,               \

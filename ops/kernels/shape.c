@@ -12,6 +12,7 @@
  * each output element is written by one thread. */
 #include "shape.h"
 #include "cpu.h"
+#include "simd.h"
 #include "threads.h"
 
 #include <stdbool.h>
@@ -22,15 +23,6 @@
 #include <immintrin.h>
 #endif
 
-/* No FMA contraction (GCC's ISO C mode already has none): every copy of a
- * loop must round the same way. clang warns when an omp simd loop stays
- * scalar (as under ASan); such a loop is as correct, only slower. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#pragma clang diagnostic ignored "-Wpass-failed"
-#endif
-
-#define TG_SIMD TG_OMP("omp simd")
 #define PAR_MIN 65536 /* elements below which one thread does the call */
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }

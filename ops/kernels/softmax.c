@@ -20,6 +20,7 @@
  * order, so results do not depend on the thread count. */
 #include "softmax.h"
 #include "cpu.h"
+#include "simd.h"
 #include "threads.h"
 
 #include <math.h>
@@ -27,38 +28,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* No FMA contraction (GCC's ISO C mode already has none): every copy of a
- * loop must round the same way. clang warns when an omp simd loop stays
- * scalar (as under ASan); such a loop is as correct, only slower. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#pragma clang diagnostic ignored "-Wpass-failed"
-#endif
-
 #define BLK 64 /* inner positions processed together on a non-last axis */
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* ------------------------------------------------------------- dispatch */
-
-#define TG_SIMD TG_OMP("omp simd")
-
-/* The copies' targets. No "fma": the copies must not contract a * b + c
- * (tg__cpu() still only picks AVX2 / AVX-512 on CPUs that have FMA). */
 #if TG_HAVE_X86
 #include <immintrin.h>
-#define ATTR_avx512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
-#define ATTR_avx2 __attribute__((target("avx2")))
-#endif
-#define ATTR_gen
-
-/* GCC will not if-convert (so not vectorise) the selects of these loops while
- * it must preserve floating-point exception flags; nothing here reads them.
- * This changes no result (it is not -ffast-math); clang already behaves so. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NO_TRAP __attribute__((optimize("no-trapping-math")))
-#else
-#define NO_TRAP
 #endif
 
 /* ----------------------------------------------------------- float32 exp */
@@ -571,15 +546,6 @@ DEF_SOFTMAX_COPY(double, f64, ATTR_gen, EXP_double, padload_f64)
 #undef VSIMD
 
 /* The float32 copy of kernel `fn` for this CPU. */
-#if TG_HAVE_X86
-#define PICK_F32(fn)                                                                               \
-    (tg__cpu() == TG_CPU_AVX512 ? fn##_f32_avx512                                                  \
-     : tg__cpu() == TG_CPU_AVX2 ? fn##_f32_avx2                                                    \
-                                : fn##_f32_gen)
-#else
-#define PICK_F32(fn) fn##_f32_gen
-#endif
-
 /* ------------------------------------------------------------ threading */
 
 #define PAR_MIN 65536 /* elements below which one thread does the call */
