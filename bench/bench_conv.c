@@ -9,7 +9,7 @@
  * as a table row and as a line
  *   BENCH name=conv_fwd_lenet_c1 impl=tgrad unit=ms median=.. min=.. max=.. gflops=.. threads=N
  *
- * Usage: bench_conv [shapes.txt] [--threads N] [--reps R] [--secs S] [--only NAME[,NAME]]
+ * Usage: bench_conv [shapes.txt] [--threads N] [--reps 1..64] [--secs S] [--only NAME[,NAME]]
  *                   [--cpu]
  * Default shapes file: ../shared/bench/shapes_conv.txt (run from the repo root);
  * --only keeps the figures whose name starts with one of the NAMEs.
@@ -23,20 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-static clockid_t clock_id = CLOCK_MONOTONIC;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(clock_id, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 typedef struct bench_case {
     tg_graph *g;
@@ -45,43 +32,17 @@ typedef struct bench_case {
     int backward;
 } bench_case;
 
-/* One call of the timed work; returns 0 or exits on an error (a bench bug). */
-static void run_once(bench_case *c)
+/* One call of the timed work (a bench_fn); exits on an error (a bench bug). */
+static int run_once(void *ctx)
 {
+    bench_case *c = ctx;
     tg_tensor *y = tg_conv2d(c->g, c->x, c->w, c->b, c->args);
     if (!y || (c->backward && tg_backward_with(c->g, y, c->dy) != 0)) {
         fprintf(stderr, "bench_conv: %s\n", tg_last_error());
         exit(1);
     }
     tg_graph_reset(c->g);
-}
-
-/* torch_bench.py's timeit: 3 warm-up calls, then calls per rep calibrated to
- * last about secs; fills per_call[reps] with seconds per call. */
-static void time_it(bench_case *c, int reps, double secs, double *per_call)
-{
-    for (int i = 0; i < 3; i++)
-        run_once(c);
-    long n = 1;
-    double t;
-    for (;;) {
-        double t0 = now();
-        for (long i = 0; i < n; i++)
-            run_once(c);
-        t = now() - t0;
-        if (t > 0.05)
-            break;
-        n *= 4;
-    }
-    n = (long)((double)n * secs / t);
-    if (n < 1)
-        n = 1;
-    for (int r = 0; r < reps; r++) {
-        double t0 = now();
-        for (long i = 0; i < n; i++)
-            run_once(c);
-        per_call[r] = (now() - t0) / (double)n;
-    }
+    return 0;
 }
 
 static void report(const char *name, double *per_call, int reps, double flop)
@@ -96,21 +57,6 @@ static void report(const char *name, double *per_call, int reps, double flop)
            name, med * 1e3, per_call[0] * 1e3, per_call[reps - 1] * 1e3, flop / med * 1e-9,
            tg_num_threads());
     fflush(stdout);
-}
-
-/* --only: a comma-separated list of name prefixes (empty: every figure). */
-static bool want(const char *only, const char *name)
-{
-    if (!*only)
-        return true;
-    const char *s = only;
-    while (*s) {
-        size_t len = strcspn(s, ",");
-        if (len && !strncmp(name, s, len))
-            return true;
-        s += len + (s[len] == ',');
-    }
-    return false;
 }
 
 static tg_tensor *random_tensor(tg_rng *r, int ndim, const int64_t *shape, double scale)
@@ -128,40 +74,20 @@ static tg_tensor *random_tensor(tg_rng *r, int ndim, const int64_t *shape, doubl
 
 int main(int argc, char **argv)
 {
-    const char *path = "../shared/bench/shapes_conv.txt", *only = "";
-    int threads = 1, reps = 7;
-    double secs = 0.3;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-            reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--secs") && i + 1 < argc)
-            secs = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
-            only = argv[++i];
-        else if (!strcmp(argv[i], "--cpu"))
-            clock_id = CLOCK_PROCESS_CPUTIME_ID;
-        else if (argv[i][0] != '-')
-            path = argv[i];
-        else {
-            fprintf(stderr,
-                    "usage: %s [shapes.txt] [--threads N] [--reps R] [--secs S] "
-                    "[--only NAME[,NAME]] [--cpu]\n",
-                    argv[0]);
-            return 2;
-        }
-    }
-    if (reps < 1 || reps > 1000)
-        reps = 7;
+    bench_opts o = {.threads = 1, .reps = 7, .secs = 0.3, .only = "",
+                    .path = "../shared/bench/shapes_conv.txt"};
+    int rc = parse_opts(argc, argv, &o, "bench_conv");
+    if (rc)
+        return rc;
+    const char *path = o.path;
+    const int reps = o.reps;
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "bench_conv: cannot open %s\n", path);
         return 1;
     }
-    tg_set_num_threads(threads);
     printf("# tgrad conv2d float32, threads=%d, shapes %s%s\n", tg_num_threads(), path,
-           clock_id == CLOCK_MONOTONIC ? "" : ", CPU time");
+           bench_clock == CLOCK_MONOTONIC ? "" : ", CPU time");
     printf("%-28s %-6s %12s %12s - %-12s %8s\n", "benchmark", "unit", "median", "min", "max",
            "GFLOP/s");
     double *per_call = malloc((size_t)reps * sizeof *per_call);
@@ -178,7 +104,7 @@ int main(int argc, char **argv)
         char fwd_name[96], fb_name[96];
         snprintf(fwd_name, sizeof fwd_name, "conv_fwd_%s", nm);
         snprintf(fb_name, sizeof fb_name, "conv_fwdbwd_%s", nm);
-        bool want_fwd = want(only, fwd_name), want_fb = want(only, fb_name);
+        bool want_fwd = want(&o, fwd_name), want_fb = want(&o, fb_name);
         if (!want_fwd && !want_fb)
             continue;
         long long OH = (H + 2 * p - k) / s + 1, OW = (W + 2 * p - k) / s + 1;
@@ -192,7 +118,7 @@ int main(int argc, char **argv)
         if (want_fwd) {
             tg_graph_set_no_grad(c.g, true);
             c.backward = 0;
-            time_it(&c, reps, secs, per_call);
+            timeit(&o, run_once, &c, per_call);
             report(fwd_name, per_call, reps, flop);
             tg_graph_set_no_grad(c.g, false);
         }
@@ -201,7 +127,7 @@ int main(int argc, char **argv)
             tg_tensor_set_requires_grad(c.w, true);
             tg_tensor_set_requires_grad(c.b, true);
             c.backward = 1;
-            time_it(&c, reps, secs, per_call);
+            timeit(&o, run_once, &c, per_call);
             report(fb_name, per_call, reps, 3 * flop);
         }
         tg_tensor_free(c.x);

@@ -24,22 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-/* Wall time, or with --cpu the process's CPU time (steadier on a loaded
- * machine, but only meaningful with one thread: spinning threads count). */
-static clockid_t clock_id = CLOCK_MONOTONIC;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(clock_id, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 typedef struct shape {
     bool ta, tb;
@@ -142,40 +127,19 @@ static float *random_floats(int64_t n, unsigned *seed)
 
 int main(int argc, char **argv)
 {
-    const char *path = "../shared/bench/shapes_gemm.txt", *only = "";
-    int threads = 1, reps = 7;
-    double secs = 0.2;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-            reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--secs") && i + 1 < argc)
-            secs = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
-            only = argv[++i];
-        else if (!strcmp(argv[i], "--cpu"))
-            clock_id = CLOCK_PROCESS_CPUTIME_ID;
-        else if (argv[i][0] != '-')
-            path = argv[i];
-        else {
-            fprintf(stderr,
-                    "usage: %s [shapes.txt] [--threads N] [--reps R] [--secs S] [--only NAME[,NAME]] "
-                    "[--cpu]\n",
-                    argv[0]);
-            return 2;
-        }
-    }
-    if (threads < 1)
-        threads = 1;
-    if (reps < 1 || reps > 1000)
-        reps = 7;
+    bench_opts o = {.threads = 1, .reps = 7, .secs = 0.2, .only = "",
+                    .path = "../shared/bench/shapes_gemm.txt"};
+    int rc = parse_opts(argc, argv, &o, "bench_gemm");
+    if (rc)
+        return rc;
+    const char *path = o.path, *only = o.only;
+    const int threads = o.threads, reps = o.reps;
+    const double secs = o.secs;
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "bench_gemm: cannot open %s\n", path);
         return 1;
     }
-    tg_set_num_threads(threads);
     openblas_set_num_threads(threads);
     printf("# SGEMM GFLOP/s, tgrad (%s path) vs OpenBLAS %s, threads=%d, %d reps of ~%.2g s, "
            "shapes %s\n",

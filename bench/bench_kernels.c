@@ -32,40 +32,13 @@
 
 #include "bench_util.h"
 
-/* 3 warm-up calls, then the call count that lasts about o->secs, then
- * o->reps reps of that many calls; per-call seconds of each rep in out. */
-static void timeit_kernel(const bench_opts *o, void (*fn)(void), double *out)
-{
-    for (int i = 0; i < 3; i++)
-        fn();
-    long n = 1;
-    double t;
-    for (;;) {
-        double t0 = now();
-        for (long i = 0; i < n; i++)
-            fn();
-        t = now() - t0;
-        if (t > 0.02)
-            break;
-        n *= 4;
-    }
-    n = (long)((double)n * o->secs / t);
-    if (n < 1)
-        n = 1;
-    for (int r = 0; r < o->reps; r++) {
-        double t0 = now();
-        for (long i = 0; i < n; i++)
-            fn();
-        out[r] = (now() - t0) / (double)n;
-    }
-}
-
 static void run(const bench_opts *o, const char *name, void (*fn)(void), double bytes)
 {
     if (!want(o, name))
         return;
     double t[64], v[64];
-    timeit_kernel(o, fn, t);
+    bench_void_fn call = {fn};
+    timeit(o, bench_call_void, &call, t);
     int n = o->reps;
     for (int i = 0; i < n; i++)
         v[i] = bytes / t[i] * 1e-9;
@@ -289,32 +262,10 @@ static void dropout_bwd_big(void) { tg__dropout_backward_f32(da, ga, mask, 0.8f,
 
 int main(int argc, char **argv)
 {
-    bench_opts o = {.threads = 0, .reps = 7, .secs = 0.2, .only = ""};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        if (v && !strcmp(a, "--threads"))
-            o.threads = (int)strtol(v, &end, 10);
-        else if (v && !strcmp(a, "--reps"))
-            o.reps = (int)strtol(v, &end, 10);
-        else if (v && !strcmp(a, "--secs"))
-            o.secs = strtod(v, &end);
-        else if (v && !strcmp(a, "--only"))
-            o.only = v;
-        else
-            end = (char *)a;
-        if ((end && (end == v || *end)) || o.reps < 1 || o.reps > 64 || o.secs <= 0 ||
-            o.threads < 0) {
-            fprintf(stderr,
-                    "usage: %s [--threads N] [--reps 1..64] [--secs S] [--only NAME[,NAME]]\n",
-                    argv[0]);
-            return 2;
-        }
-        i++;
-    }
-    if (o.threads)
-        tg_set_num_threads(o.threads);
-    o.threads = tg_num_threads();
+    bench_opts o = {.reps = 7, .secs = 0.2, .only = ""};
+    int rc = parse_opts(argc, argv, &o, "bench_kernels");
+    if (rc)
+        return rc;
     const char *cpu = getenv("TG_CPU");
     printf("bench_kernels: float32, threads %d, TG_CPU=%s\n", o.threads, cpu ? cpu : "(auto)");
     setup();

@@ -154,7 +154,7 @@ done:
 
 int main(int argc, char **argv)
 {
-    bench_opts o;
+    bench_opts o = {.reps = 7, .secs = 0.3, .only = ""};
     int rc = parse_opts(argc, argv, &o, "bench_lenet");
     if (rc)
         return rc;

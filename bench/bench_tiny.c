@@ -102,7 +102,7 @@ typedef struct tiny_case {
 
 int main(int argc, char **argv)
 {
-    bench_opts o;
+    bench_opts o = {.reps = 7, .secs = 0.3, .only = ""};
     int rc = parse_opts(argc, argv, &o, "bench_tiny");
     if (rc)
         return rc;

@@ -12,16 +12,24 @@
 
 #include "tgrad.h"
 
+/* A program sets its defaults, then parse_opts overrides them. path: the
+ * default shapes file of a program that takes one (positional) and --cpu;
+ * NULL for the others. */
 typedef struct bench_opts {
-    int threads, reps;
+    int threads, reps; /* threads 0: the library's default count */
     double secs;
     const char *only;
+    const char *path;
 } bench_opts;
+
+/* Wall time, or with --cpu the process's CPU time (steadier on a loaded
+ * machine, but only meaningful with one thread: spinning threads count). */
+static clockid_t bench_clock = CLOCK_MONOTONIC;
 
 static inline double now(void)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(bench_clock, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -81,18 +89,24 @@ static inline int timeit(const bench_opts *o, bench_fn fn, void *ctx, double *ou
     return 0;
 }
 
-/* --threads N --reps R --secs S --only NAME[,NAME]; sets the thread count and
- * records the one in effect. 0, or 2 after printing the usage. */
+/* --threads N --reps R --secs S --only NAME[,NAME], and for a program with a
+ * shapes file [shapes.txt] and --cpu, over the defaults already in *o; sets
+ * the thread count and records the one in effect. 0, or 2 after the usage. */
 static inline int parse_opts(int argc, char **argv, bench_opts *o, const char *prog)
 {
-    *o = (bench_opts){.threads = 0, .reps = 7, .secs = 0.3, .only = ""};
-    for (int i = 1; i < argc; i += 2) {
+    const bool shapes = o->path != NULL;
+    for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
         bool ok = true;
-        if (!v) {
-            fprintf(stderr, "%s: missing value or unknown option %s\n", prog, a);
-            return 2;
+        if (shapes && !strcmp(a, "--cpu")) {
+            bench_clock = CLOCK_PROCESS_CPUTIME_ID;
+            continue;
+        } else if (shapes && a[0] != '-') {
+            o->path = a;
+            continue;
+        } else if (!v) {
+            ok = false;
         } else if (!strcmp(a, "--threads")) {
             o->threads = (int)strtol(v, &end, 10);
         } else if (!strcmp(a, "--reps")) {
@@ -104,16 +118,29 @@ static inline int parse_opts(int argc, char **argv, bench_opts *o, const char *p
         } else {
             ok = false;
         }
-        if (!ok || (end && (end == v || *end)) || o->reps < 1 || o->reps > 64 || o->secs <= 0 || o->threads < 0) {
-            fprintf(stderr,
-                    "usage: %s [--threads N] [--reps 1..64] [--secs S] [--only NAME[,NAME]]\n",
-                    prog);
+        i++;
+        if (!ok || (end && (end == v || *end)) || o->reps < 1 || o->reps > 64 || o->secs <= 0 ||
+            o->threads < 0) {
+            fprintf(stderr, "usage: %s %s[--threads N] [--reps 1..64] [--secs S] "
+                    "[--only NAME[,NAME]]%s\n",
+                    prog, shapes ? "[shapes.txt] " : "", shapes ? " [--cpu]" : "");
             return 2;
         }
     }
     if (o->threads)
         tg_set_num_threads(o->threads);
     o->threads = tg_num_threads();
+    return 0;
+}
+
+/* For programs whose timed work is a plain function. */
+typedef struct bench_void_fn {
+    void (*fn)(void);
+} bench_void_fn;
+
+static inline int bench_call_void(void *ctx)
+{
+    ((bench_void_fn *)ctx)->fn();
     return 0;
 }
 
