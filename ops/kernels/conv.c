@@ -1,7 +1,8 @@
 /* Convolution kernels, graph-free: the float64 conv2d forward and VJP as one
  * GEMM per image and group; the float32 paths (blocks of images lowered to
  * GEMMs through im2col / col2im, direct SIMD kernels for one input channel,
- * Winograd F(2x2, 3x3) for 3x3 stride-1 convs; threads over blocks); and the
+ * Winograd F(2x2, 3x3) or F(4x4, 3x3) for 3x3 stride-1 convs; threads over
+ * blocks); and the
  * direct float64 reference loops. No graph, no allocation: callers pass the
  * scratch. Shapes, the col layout and the plan are described in conv.h. */
 #include "conv.h"
@@ -806,39 +807,35 @@ typedef struct wino_geom {
     int64_t Hs, Ws; /* source image */
     int64_t Ho, Wo; /* output image */
     int64_t r0, c0; /* source row and column of output (0, 0)'s first tap */
-    int64_t TH, TW; /* tiles: ceil(Ho / 2), ceil(Wo / 2) */
+    int64_t m;      /* output tile side: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)) */
+    int64_t XN;     /* products per tile and channel pair: (m + 2)^2 */
+    int64_t TH, TW; /* tiles: ceil(Ho / 2), ceil(Wo / 2); for m = 4, 4 per row
+                     * and ceil(Ho / 4) rounded up to a multiple of 4 */
 } wino_geom;
 
-
-/* U [16][Co][Ci] = G k G^T, with k[co][ci][i][j] at w[co*sco + ci*sci + i*si +
- * j*sj] and G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
-static void wino_filter(int64_t Co, int64_t Ci, const float *w, int64_t sco, int64_t sci,
-                        int64_t si, int64_t sj, float *U)
+/* The variant for q's sizes: F(4x4, 3x3) when source and output rows fit
+ * one vector (at most 16 floats) and it takes under 0.85 of F(2x2, 3x3)'s
+ * multiplies (its transforms cost more per tile), else F(2x2, 3x3). */
+static void wino_tiles(wino_geom *q)
 {
-    for (int64_t co = 0; co < Co; co++)
-        for (int64_t ci = 0; ci < Ci; ci++) {
-            const float *k = w + co * sco + ci * sci;
-            float t[4][3], u[4][4];
-            for (int j = 0; j < 3; j++) {
-                float g0 = k[j * sj], g1 = k[si + j * sj], g2 = k[2 * si + j * sj];
-                t[0][j] = g0;
-                t[1][j] = 0.5f * (g0 + g1 + g2);
-                t[2][j] = 0.5f * (g0 - g1 + g2);
-                t[3][j] = g2;
-            }
-            for (int a = 0; a < 4; a++) {
-                u[a][0] = t[a][0];
-                u[a][1] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
-                u[a][2] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
-                u[a][3] = t[a][2];
-            }
-            for (int a = 0; a < 4; a++)
-                for (int b = 0; b < 4; b++)
-                    U[((a * 4 + b) * Co + co) * Ci + ci] = u[a][b];
-        }
+    const int64_t th2 = (q->Ho + 1) / 2, tw2 = (q->Wo + 1) / 2;
+    const int64_t th4 = ((q->Ho + 3) / 4 + 3) / 4 * 4;
+    if (q->Ws <= 16 && q->Wo <= 16 && 100 * 36 * th4 * 4 < 85 * 16 * th2 * tw2) {
+        q->m = 4, q->XN = 36, q->TH = th4, q->TW = 4;
+    } else {
+        q->m = 2, q->XN = 16, q->TH = th2, q->TW = tw2;
+    }
 }
 
+
 #ifdef TG_X86
+/* G for F(2x2, 3x3) [4][3] and for F(4x4, 3x3) [6][3]. */
+static const float wino_g2[12] = {1, 0, 0, 0.5f, 0.5f, 0.5f, 0.5f, -0.5f, 0.5f, 0, 0, 1};
+static const float wino_g4[18] = {0.25f,        0,           0,           -1.0f / 6,
+                                  -1.0f / 6,    -1.0f / 6,   -1.0f / 6,   1.0f / 6,
+                                  -1.0f / 6,    1.0f / 24,   1.0f / 12,   1.0f / 6,
+                                  1.0f / 24,    -1.0f / 12,  1.0f / 6,    0,
+                                  0,            1};
 /* 16 floats of a source row as the zero-padded row sees them: lane l holds
  * row[col + l], zero outside [0, n) or for a padding row (row NULL). Only
  * in-row addresses are formed; a left edge is shifted in by a permute. */
@@ -1063,6 +1060,214 @@ TG_AVX512_FN static void wino_out_chan(const wino_geom *q, const float *M, int64
         }
 }
 
+/* ------------------------------------------------- Winograd F(4x4, 3x3) */
+
+/* Rows of at most 16 floats both ways (LeNet's 14x14 layer): each 4x4 output
+ * tile is A^T [(G k G^T) . (B^T d B)] A for its 6x6 input patch d, 36
+ * multiplies per tile and channel pair where F(2x2, 3x3) takes 64 for the
+ * same 16 outputs. Lavin and Gray's matrices (points 0, 1, -1, 2, -2):
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+ *          0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ *   G = wino_g4, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+ * A row holds 4 tiles (TW = 4) and a vector 4 tile rows: lane 4a + tw is tile
+ * (th + a, tw). The factors 2 to 8 make its rounding error larger than
+ * F(2x2)'s: about 1e-6 of the output's magnitude with 32 channels. */
+
+/* h = B^T d for six vectors. */
+TG_AVX512_FN static inline void wino4_bt(const __m512 d[6], __m512 h[6])
+{
+    const __m512 f2 = _mm512_set1_ps(2), f4 = _mm512_set1_ps(4), f5 = _mm512_set1_ps(5);
+    const __m512 t1 = _mm512_fnmadd_ps(f4, d[2], d[4]), t2 = _mm512_fnmadd_ps(f4, d[1], d[3]);
+    const __m512 t3 = _mm512_sub_ps(d[4], d[2]), s = _mm512_sub_ps(d[3], d[1]);
+    h[0] = _mm512_fmadd_ps(f4, d[0], _mm512_fnmadd_ps(f5, d[2], d[4]));
+    h[1] = _mm512_add_ps(t1, t2);
+    h[2] = _mm512_sub_ps(t1, t2);
+    h[3] = _mm512_fmadd_ps(f2, s, t3);
+    h[4] = _mm512_fnmadd_ps(f2, s, t3);
+    h[5] = _mm512_fmadd_ps(f4, d[1], _mm512_fnmadd_ps(f5, d[3], d[5]));
+}
+
+/* y = A^T m: four vectors from six. */
+TG_AVX512_FN static inline void wino4_at(const __m512 m[6], __m512 y[4])
+{
+    const __m512 s1 = _mm512_add_ps(m[1], m[2]), d1 = _mm512_sub_ps(m[1], m[2]);
+    const __m512 s2 = _mm512_add_ps(m[3], m[4]), d2 = _mm512_sub_ps(m[3], m[4]);
+    y[0] = _mm512_add_ps(_mm512_add_ps(m[0], s1), s2);
+    y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2), d2, d1);
+    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4), s2, s1);
+    y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8), d2, d1), m[5]);
+}
+
+/* z = A d: six vectors from four (the adjoint of wino4_at). */
+TG_AVX512_FN static inline void wino4_a(const __m512 d[4], __m512 z[6])
+{
+    const __m512 f2 = _mm512_set1_ps(2), f4 = _mm512_set1_ps(4);
+    const __m512 e = _mm512_add_ps(d[0], d[2]), o = _mm512_add_ps(d[1], d[3]);
+    const __m512 e4 = _mm512_fmadd_ps(f4, d[2], d[0]), o4 = _mm512_fmadd_ps(f4, d[3], d[1]);
+    z[0] = d[0];
+    z[1] = _mm512_add_ps(e, o);
+    z[2] = _mm512_sub_ps(e, o);
+    z[3] = _mm512_fmadd_ps(f2, o4, e4);
+    z[4] = _mm512_fnmadd_ps(f2, o4, e4);
+    z[5] = d[3];
+}
+
+/* Permute tables between rows (lane = column) and tile lanes (4a + tw) for a
+ * 4x4 block of outputs: with Y_c the vector of column c of every tile and O_a
+ * output row a, O_a[4tw + c] = Y_c[4a + tw]. Two rounds of two-source
+ * permutes: wino4_iz pairs columns (lane 8a + 2tw + c of a pair holds
+ * column c of tile (a, tw), a < 2; + 8 for a = 2, 3), wino4_io takes a row
+ * from two pairs (+ 8 for odd a). wino4_jw and wino4_jd go the other way
+ * (+ 2 for columns 2, 3; + 8 for odd columns). */
+static const int32_t wino4_iz[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+static const int32_t wino4_io[16] = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
+static const int32_t wino4_jw[16] = {0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29};
+static const int32_t wino4_jd[16] = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+
+TG_AVX512_FN static inline __m512i wino4_idx(const int32_t *t, int add)
+{
+    return _mm512_add_epi32(_mm512_loadu_si512(t), _mm512_set1_epi32(add));
+}
+
+/* V[xn][t0 + (th - th0)*4 + l] (row stride vs) = B^T d B of the tiles of
+ * source channel sc in tile rows [th0, th1) (a multiple of 4 apart); the
+ * patch of tile (th, tw) starts at source row 4th + r0, column 4tw + c0. The
+ * vertical transform runs on whole source rows (one vector each), then
+ * permutes take column 4tw + c0 + j of four tile rows' results into the
+ * lanes (zero outside the row) for the horizontal one. */
+TG_AVX512_FN static void wino4_in_chan(const wino_geom *q, const float *sc, int64_t th0,
+                                       int64_t th1, float *V, int64_t vs, int64_t t0)
+{
+    const __mmask16 mw = tail_mask(q->Ws);
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    /* Lane 4a' + tw (< 8) of a pair of tile rows a': column 4tw (+ 16 for a' = 1). */
+    const __m512i col4 = _mm512_slli_epi32(_mm512_and_si512(lane, _mm512_set1_epi32(3)), 2);
+    const __m512i pair = _mm512_slli_epi32(_mm512_and_si512(lane, _mm512_set1_epi32(4)), 2);
+    __m512i idx[6];
+    __mmask16 mj[6];
+    for (int j = 0; j < 6; j++) {
+        const __m512i col = _mm512_add_epi32(col4, _mm512_set1_epi32((int)q->c0 + j));
+        mj[j] = (__mmask16)(_mm512_cmpge_epi32_mask(col, _mm512_setzero_si512()) &
+                            _mm512_cmplt_epi32_mask(col, _mm512_set1_epi32(16)) & 0xFFu);
+        idx[j] = _mm512_add_epi32(col, pair);
+    }
+    for (int64_t th = th0; th < th1; th += 4) {
+        __m512 T[4][6];
+#pragma GCC unroll 4
+        for (int a = 0; a < 4; a++) {
+            __m512 d[6];
+#pragma GCC unroll 6
+            for (int k = 0; k < 6; k++) {
+                const float *r = wino_row(q, sc, 4 * (th + a) + q->r0 + k);
+                d[k] = r ? _mm512_maskz_loadu_ps(mw, r) : _mm512_setzero_ps();
+            }
+            wino4_bt(d, T[a]);
+        }
+        float *dst = V + t0 + (th - th0) * 4;
+#pragma GCC unroll 6
+        for (int xi = 0; xi < 6; xi++) {
+            __m512 d[6], h[6];
+#pragma GCC unroll 6
+            for (int j = 0; j < 6; j++)
+                d[j] = _mm512_shuffle_f32x4(
+                    _mm512_maskz_permutex2var_ps(mj[j], T[0][xi], idx[j], T[1][xi]),
+                    _mm512_maskz_permutex2var_ps(mj[j], T[2][xi], idx[j], T[3][xi]), 0x44);
+            wino4_bt(d, h);
+#pragma GCC unroll 6
+            for (int nu = 0; nu < 6; nu++)
+                _mm512_storeu_ps(dst + (xi * 6 + nu) * vs, h[nu]);
+        }
+    }
+}
+
+/* Output channel oc [Ho, Wo], tile rows [th0, th1), from M[xn][t0 + (th -
+ * th0)*4 + l] (row stride ms): A^T m A plus bias (acc false: written) or
+ * added to what oc holds (acc true). */
+TG_AVX512_FN static void wino4_out_chan(const wino_geom *q, const float *M, int64_t ms,
+                                        int64_t t0, int64_t th0, int64_t th1, float *oc,
+                                        float bias, bool acc)
+{
+    const int64_t Ho = q->Ho, Wo = q->Wo;
+    const __m512i iz = wino4_idx(wino4_iz, 0), izh = wino4_idx(wino4_iz, 8);
+    const __m512i io = wino4_idx(wino4_io, 0), ioh = wino4_idx(wino4_io, 8);
+    const __m512 bv = _mm512_set1_ps(bias);
+    for (int64_t th = th0; th < th1 && 4 * th < Ho; th += 4) {
+        const float *mp = M + t0 + (th - th0) * 4;
+        __m512 t[6][4], y[4][4];
+#pragma GCC unroll 6
+        for (int xi = 0; xi < 6; xi++) {
+            __m512 m[6];
+#pragma GCC unroll 6
+            for (int nu = 0; nu < 6; nu++)
+                m[nu] = _mm512_loadu_ps(mp + (xi * 6 + nu) * ms);
+            wino4_at(m, t[xi]);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512 col[6] = {t[0][c], t[1][c], t[2][c], t[3][c], t[4][c], t[5][c]}, r[4];
+            wino4_at(col, r);
+            y[0][c] = r[0], y[1][c] = r[1], y[2][c] = r[2], y[3][c] = r[3];
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const __m512 z01 = _mm512_permutex2var_ps(y[r][0], iz, y[r][1]);
+            const __m512 z01h = _mm512_permutex2var_ps(y[r][0], izh, y[r][1]);
+            const __m512 z23 = _mm512_permutex2var_ps(y[r][2], iz, y[r][3]);
+            const __m512 z23h = _mm512_permutex2var_ps(y[r][2], izh, y[r][3]);
+#pragma GCC unroll 4
+            for (int a = 0; a < 4; a++) {
+                const int64_t row = 4 * (th + a) + r;
+                if (row < Ho)
+                    wino_put(oc + row * Wo, Wo,
+                             _mm512_permutex2var_ps(a < 2 ? z01 : z01h, a % 2 ? ioh : io,
+                                                    a < 2 ? z23 : z23h),
+                             bv, acc);
+            }
+        }
+    }
+}
+
+/* Y[xn][t0 + (th - th0)*4 + l] (row stride ys) = A dy A^T of the output tiles
+ * of channel dc [Ho, Wo] in tile rows [th0, th1) (zero past the edges). */
+TG_AVX512_FN static void wino4_dy_chan(const wino_geom *q, const float *dc, int64_t th0,
+                                       int64_t th1, float *Y, int64_t ys, int64_t t0)
+{
+    const int64_t Ho = q->Ho, Wo = q->Wo;
+    const __mmask16 mo = tail_mask(Wo);
+    const __m512i jw = wino4_idx(wino4_jw, 0), jwh = wino4_idx(wino4_jw, 2);
+    const __m512i jd = wino4_idx(wino4_jd, 0), jdh = wino4_idx(wino4_jd, 8);
+    for (int64_t th = th0; th < th1; th += 4) {
+        __m512 z[4][6];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            __m512 R[4], d[4];
+#pragma GCC unroll 4
+            for (int a = 0; a < 4; a++) {
+                const int64_t row = 4 * (th + a) + r;
+                R[a] = row < Ho ? _mm512_maskz_loadu_ps(mo, dc + row * Wo) : _mm512_setzero_ps();
+            }
+            const __m512 w01 = _mm512_permutex2var_ps(R[0], jw, R[1]);
+            const __m512 w01h = _mm512_permutex2var_ps(R[0], jwh, R[1]);
+            const __m512 w23 = _mm512_permutex2var_ps(R[2], jw, R[3]);
+            const __m512 w23h = _mm512_permutex2var_ps(R[2], jwh, R[3]);
+            d[0] = _mm512_permutex2var_ps(w01, jd, w23);
+            d[1] = _mm512_permutex2var_ps(w01, jdh, w23);
+            d[2] = _mm512_permutex2var_ps(w01h, jd, w23h);
+            d[3] = _mm512_permutex2var_ps(w01h, jdh, w23h);
+            wino4_a(d, z[r]);
+        }
+        float *dst = Y + t0 + (th - th0) * 4;
+#pragma GCC unroll 6
+        for (int nu = 0; nu < 6; nu++) {
+            __m512 d[4] = {z[0][nu], z[1][nu], z[2][nu], z[3][nu]}, o[6];
+            wino4_a(d, o);
+#pragma GCC unroll 6
+            for (int xi = 0; xi < 6; xi++)
+                _mm512_storeu_ps(dst + (xi * 6 + nu) * ys, o[xi]);
+        }
+    }
+}
+
 /* The correlation for images [0, nb) from src (image stride sn, channel
  * stride Hs*Ws) into out (image stride on, channel stride Ho*Wo), tile rows
  * [th0, th1): transforms into V [16][Ci][NT] and M [16][Co][NT] (NT = nb *
@@ -1075,15 +1280,18 @@ TG_AVX512_FN static void wino_block(const wino_geom *q, const float *src, int64_
 {
     const int64_t Ci = q->Ci, Co = q->Co, nth = th1 - th0, NT = nb * nth * q->TW;
     const int64_t HWs = q->Hs * q->Ws, HWo = q->Ho * q->Wo;
+    void (*in_chan)(const wino_geom *, const float *, int64_t, int64_t, float *, int64_t,
+                    int64_t) = q->m == 4 ? wino4_in_chan : wino_in_chan;
+    void (*out_chan)(const wino_geom *, const float *, int64_t, int64_t, int64_t, int64_t,
+                     float *, float, bool) = q->m == 4 ? wino4_out_chan : wino_out_chan;
     for (int64_t nl = 0; nl < nb; nl++)
         for (int64_t ci = 0; ci < Ci; ci++)
-            wino_in_chan(q, src + nl * sn + ci * HWs, th0, th1, V + ci * NT, Ci * NT,
-                         nl * nth * q->TW);
-    tg__gemm_batch_f32(false, false, 16, Co, NT, Ci, 1, U, Ci, Co * Ci, V, NT, Ci * NT, 0, M, NT,
-                       Co * NT);
+            in_chan(q, src + nl * sn + ci * HWs, th0, th1, V + ci * NT, Ci * NT, nl * nth * q->TW);
+    tg__gemm_batch_f32(false, false, q->XN, Co, NT, Ci, 1, U, Ci, Co * Ci, V, NT, Ci * NT, 0, M,
+                       NT, Co * NT);
     for (int64_t nl = 0; nl < nb; nl++)
         for (int64_t co = 0; co < Co; co++)
-            wino_out_chan(q, M + co * NT, Co * NT, nl * nth * q->TW, th0, th1,
+            out_chan(q, M + co * NT, Co * NT, nl * nth * q->TW, th0, th1,
                           out + nl * on + co * HWo, bias ? bias[co] : 0.0f, acc);
 }
 
@@ -1159,25 +1367,82 @@ TG_AVX512_FN static void wino_dy_chan(const wino_geom *q, const float *dc, int64
         }
 }
 
-/* dw [Og, Cg, 3, 3] += G^T S_oc G for each (o, c), S [16][Og][Cg],
- * G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1]. */
-static void wino_dw_out(int64_t Og, int64_t Cg, const float *S, float *dw)
+/* u[a][b] = sum over i, j of G[a][i] k[i][j] G[b][j] for 16 channels' 3x3
+ * kernels k[i*3 + j] (a, b < A = m + 2), lanes past the mask zero. */
+TG_AVX512_FN static void wino_gkg(int64_t m, const __m512 k[9], __m512 u[36])
 {
+    const int A = (int)m + 2;
+    const float *G = m == 4 ? wino_g4 : wino_g2;
+    __m512 t[6][3];
+    for (int a = 0; a < A; a++)
+        for (int j = 0; j < 3; j++) {
+            t[a][j] = _mm512_setzero_ps();
+            for (int i = 0; i < 3; i++)
+                if (G[a * 3 + i] != 0)
+                    t[a][j] = _mm512_fmadd_ps(_mm512_set1_ps(G[a * 3 + i]), k[i * 3 + j], t[a][j]);
+        }
+    for (int a = 0; a < A; a++)
+        for (int b = 0; b < A; b++) {
+            __m512 v = _mm512_setzero_ps();
+            for (int j = 0; j < 3; j++)
+                if (G[b * 3 + j] != 0)
+                    v = _mm512_fmadd_ps(_mm512_set1_ps(G[b * 3 + j]), t[a][j], v);
+            u[a * A + b] = v;
+        }
+}
+
+/* U [XN][Co][Ci] = G k G^T, with k[co][ci][i][j] at w[co*sco + ci*sci + i*si +
+ * j*sj] (G: wino_g2 or wino_g4 for m = 2 or 4); 16 input channels at a time. */
+TG_AVX512_FN static void wino_filter(int64_t m, int64_t Co, int64_t Ci, const float *w,
+                                     int64_t sco, int64_t sci, int64_t si, int64_t sj, float *U)
+{
+    const int64_t XN = (m + 2) * (m + 2);
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i vidx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)sci));
+    for (int64_t co = 0; co < Co; co++)
+        for (int64_t c0 = 0; c0 < Ci; c0 += 16) {
+            const __mmask16 mk = tail_mask(Ci - c0 < 16 ? Ci - c0 : 16);
+            __m512 k[9], u[36];
+            for (int e = 0; e < 9; e++)
+                k[e] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, vidx,
+                                                w + co * sco + c0 * sci + e / 3 * si + e % 3 * sj,
+                                                4);
+            wino_gkg(m, k, u);
+            for (int64_t xn = 0; xn < XN; xn++)
+                _mm512_mask_storeu_ps(U + (xn * Co + co) * Ci + c0, mk, u[xn]);
+        }
+}
+
+/* dw [Og, Cg, 3, 3] += G^T S_oc G for each (o, c), S [XN][Og][Cg]; 16 input
+ * channels at a time. */
+TG_AVX512_FN static void wino_dw_out(int64_t m, int64_t Og, int64_t Cg, const float *S, float *dw)
+{
+    const int A = (int)m + 2;
+    const float *G = m == 4 ? wino_g4 : wino_g2;
     for (int64_t o = 0; o < Og; o++)
-        for (int64_t c = 0; c < Cg; c++) {
-            float s[4][4], t[3][4];
-            for (int a = 0; a < 16; a++)
-                s[a / 4][a % 4] = S[(a * Og + o) * Cg + c];
-            for (int b = 0; b < 4; b++) {
-                t[0][b] = s[0][b] + 0.5f * (s[1][b] + s[2][b]);
-                t[1][b] = 0.5f * (s[1][b] - s[2][b]);
-                t[2][b] = 0.5f * (s[1][b] + s[2][b]) + s[3][b];
-            }
-            float *k = dw + (o * Cg + c) * 9;
-            for (int i = 0; i < 3; i++) {
-                k[i * 3 + 0] += t[i][0] + 0.5f * (t[i][1] + t[i][2]);
-                k[i * 3 + 1] += 0.5f * (t[i][1] - t[i][2]);
-                k[i * 3 + 2] += 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+        for (int64_t c0 = 0; c0 < Cg; c0 += 16) {
+            const int64_t n = Cg - c0 < 16 ? Cg - c0 : 16;
+            const __mmask16 mk = tail_mask(n);
+            __m512 t[3][6];
+            for (int i = 0; i < 3; i++)
+                for (int b = 0; b < A; b++) {
+                    t[i][b] = _mm512_setzero_ps();
+                    for (int a = 0; a < A; a++)
+                        if (G[a * 3 + i] != 0)
+                            t[i][b] = _mm512_fmadd_ps(
+                                _mm512_set1_ps(G[a * 3 + i]),
+                                _mm512_maskz_loadu_ps(mk, S + ((a * A + b) * Og + o) * Cg + c0),
+                                t[i][b]);
+                }
+            for (int e = 0; e < 9; e++) {
+                __m512 v = _mm512_setzero_ps();
+                for (int b = 0; b < A; b++)
+                    if (G[b * 3 + e % 3] != 0)
+                        v = _mm512_fmadd_ps(_mm512_set1_ps(G[b * 3 + e % 3]), t[e / 3][b], v);
+                float r[16];
+                _mm512_storeu_ps(r, v);
+                for (int64_t l = 0; l < n; l++)
+                    dw[(o * Cg + c0 + l) * 9 + e] += r[l];
             }
         }
 }
@@ -1223,20 +1488,26 @@ static void wino_geoms(const tg__conv2d_geom *g, wino_geom *f, wino_geom *d)
 {
     const int64_t Cg = g->C / g->groups, Og = g->O / g->groups;
     *f = (wino_geom){.Ci = Cg, .Co = Og, .Hs = g->H, .Ws = g->W, .Ho = g->OH, .Wo = g->OW,
-                     .r0 = -g->PT, .c0 = -g->PL, .TH = (g->OH + 1) / 2, .TW = (g->OW + 1) / 2};
+                     .r0 = -g->PT, .c0 = -g->PL};
     *d = (wino_geom){.Ci = Og, .Co = Cg, .Hs = g->OH, .Ws = g->OW, .Ho = g->H, .Wo = g->W,
-                     .r0 = g->PT - 2, .c0 = g->PL - 2, .TH = (g->H + 1) / 2, .TW = (g->W + 1) / 2};
+                     .r0 = g->PT - 2, .c0 = g->PL - 2};
+    wino_tiles(f);
+    wino_tiles(d);
 }
 
 /* Blocks of the correlation: *nb images, or one image in bands of *rows tile
- * rows, so that V and M (16 * (Ci + Co) floats per tile) fit the same budget
- * as a col block (at least one tile row). Returns the floats of V and M. */
+ * rows, so that V and M (XN * (Ci + Co) floats per tile) and the transformed
+ * filters U (XN * Ci * Co floats, reread by every block) fit in 3/4 of the
+ * budget (at least one tile row, or four for F(4x4)): the rest of the cache
+ * holds the source and output rows passing through. Returns the floats of V
+ * and M. */
 static int64_t wino_blocking(const wino_geom *q, int64_t N, int64_t *nb, int64_t *rows)
 {
-    const int64_t per_tile = 16 * (q->Ci + q->Co), T = q->TH * q->TW;
-    int64_t nt = budget_bytes / 4 / per_tile;
-    if (nt < q->TW)
-        nt = q->TW;
+    const int64_t per_tile = q->XN * (q->Ci + q->Co), T = q->TH * q->TW;
+    const int64_t row_step = q->m == 4 ? 4 : 1; /* F(4x4): 4 tile rows per vector */
+    int64_t nt = (budget_bytes / 4 * 3 / 4 - q->XN * q->Ci * q->Co) / per_tile;
+    if (nt < row_step * q->TW)
+        nt = row_step * q->TW;
     *nb = 1;
     *rows = q->TH;
     if (T <= nt) {
@@ -1244,7 +1515,7 @@ static int64_t wino_blocking(const wino_geom *q, int64_t N, int64_t *nb, int64_t
         if (*nb < 1)
             *nb = 1;
     } else {
-        *rows = nt / q->TW;
+        *rows = nt / q->TW / row_step * row_step;
     }
     return per_tile * *nb * *rows * q->TW;
 }
@@ -1291,23 +1562,28 @@ void tg__conv2d_plan_f32(const tg__conv2d_geom *g, tg__conv2d_plan *p)
     p->dwp_elems = p->slots * g->O * Kc;
     p->dbp_elems = p->slots * g->O;
     /* Winograd for the forward and the whole VJP: 3x3, stride 1, no dilation,
-     * AVX-512, at least 4 channels per group each way. Its dw partial sums
-     * are 16 * O * Cg floats per slot, one slot per block up to MAX_SLOTS. */
+     * AVX-512, at least 4 channels per group each way; F(2x2) or F(4x4) for
+     * each of the forward and dx (wino_tiles), dw as the forward. Its dw
+     * partial sums are XN * O * Cg floats per slot, one slot per block up to
+     * MAX_SLOTS. */
     const int64_t Og = g->O / g->groups;
     p->wino = !p->direct && tg__cpu() == TG_CPU_AVX512 && g->KH == 3 && g->KW == 3 &&
               g->SH == 1 && g->SW == 1 && g->DH == 1 && g->DW == 1 && Cg >= 4 && Og >= 4;
     p->u_elems = p->wv_elems = 0;
+    p->wino_m[0] = p->wino_m[1] = 0;
     if (p->wino) {
         wino_geom qf, qd;
         wino_geoms(g, &qf, &qd);
+        p->wino_m[0] = (int)qf.m;
+        p->wino_m[1] = (int)qd.m;
         int64_t nbf, rf, nbd, rd;
         const int64_t vf = wino_blocking(&qf, g->N, &nbf, &rf);
         const int64_t vd = wino_blocking(&qd, g->N, &nbd, &rd);
         const int64_t units = (g->N + nbf - 1) / nbf * ((qf.TH + rf - 1) / rf);
-        p->u_elems = 16 * g->O * Cg;
+        p->u_elems = (qf.XN > qd.XN ? qf.XN : qd.XN) * g->O * Cg;
         p->wv_elems = (int64_t)nt * (vf > vd ? vf : vd);
         p->slots = units < MAX_SLOTS ? (units > 0 ? units : 1) : MAX_SLOTS;
-        p->dwp_elems = p->slots * 16 * g->O * Cg;
+        p->dwp_elems = p->slots * qf.XN * g->O * Cg;
         p->col_elems = p->yt_elems = p->dbp_elems = 0;
     }
 }
@@ -1333,13 +1609,13 @@ static void wino_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, bool d
     int64_t nb, rows;
     const int64_t blk = wino_blocking(&q, g->N, &nb, &rows);
     const int64_t n_bands = (q.TH + rows - 1) / rows, units = (g->N + nb - 1) / nb * n_bands;
-    const int64_t v_elems = 16 * q.Ci * nb * rows * q.TW;
+    const int64_t v_elems = q.XN * q.Ci * nb * rows * q.TW, ug = q.XN * Og * Cg;
     for (int64_t gi = 0; gi < G; gi++) {
         const float *wg = w + gi * Og * Cg * 9;
         if (dx_pass)
-            wino_filter(Cg, Og, wg + 8, 9, Cg * 9, -3, -1, U + gi * 16 * Og * Cg);
+            wino_filter(q.m, Cg, Og, wg + 8, 9, Cg * 9, -3, -1, U + gi * ug);
         else
-            wino_filter(Og, Cg, wg, Cg * 9, 9, 3, 1, U + gi * 16 * Og * Cg);
+            wino_filter(q.m, Og, Cg, wg, Cg * 9, 9, 3, 1, U + gi * ug);
     }
     /* Source and output strides: image, and the group's first channel. */
     const int64_t sn = (dx_pass ? g->O : g->C) * q.Hs * q.Ws, sg = q.Ci * q.Hs * q.Ws;
@@ -1351,7 +1627,7 @@ static void wino_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, bool d
         const int64_t th0 = u % n_bands * rows, th1 = th0 + rows < q.TH ? th0 + rows : q.TH;
         float *V = wv + THREAD_ID() * blk, *M = V + v_elems;
         for (int64_t gi = 0; gi < G; gi++)
-            wino_block(&q, src + n0 * sn + gi * sg, sn, U + gi * 16 * Og * Cg,
+            wino_block(&q, src + n0 * sn + gi * sg, sn, U + gi * ug,
                        out + n0 * on + gi * og, on, bias ? bias + gi * Og : NULL, acc, nbb, th0,
                        th1, V, M);
     }
@@ -1364,7 +1640,7 @@ static void wino_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, bool d
 /* The VJP's dw through Winograd (see wino_dy_chan): blocks as for the
  * forward, each adding into partial sum S_(b % slots) in block order (one
  * thread per slot); the slots are added in slot order and transformed into
- * dw. wv: p->wv_elems floats; S: p->dwp_elems floats (slots * 16 * O * Cg). */
+ * dw. wv: p->wv_elems floats; S: p->dwp_elems floats (slots * XN * O * Cg). */
 static void wino_dw_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, const float *x,
                         const float *dout, float *dw, float *wv, float *S)
 {
@@ -1375,7 +1651,11 @@ static void wino_dw_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, con
     int64_t nb, rows;
     const int64_t blk = wino_blocking(&q, g->N, &nb, &rows);
     const int64_t n_bands = (q.TH + rows - 1) / rows, units = (g->N + nb - 1) / nb * n_bands;
-    const int64_t slots = pl->slots, s_elems = 16 * g->O * Cg;
+    const int64_t slots = pl->slots, XN = q.XN, s_elems = XN * g->O * Cg;
+    void (*in_chan)(const wino_geom *, const float *, int64_t, int64_t, float *, int64_t,
+                    int64_t) = q.m == 4 ? wino4_in_chan : wino_in_chan;
+    void (*dy_chan)(const wino_geom *, const float *, int64_t, int64_t, float *, int64_t,
+                    int64_t) = q.m == 4 ? wino4_dy_chan : wino_dy_chan;
     const int64_t HW = g->H * g->W, P = g->OH * g->OW;
     int nt = slots >= 2 * pl->nt ? pl->nt : 1;
     TG_OMP("omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)")
@@ -1386,26 +1666,29 @@ static void wino_dw_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, con
             const int64_t n0 = u / n_bands * nb, nbb = g->N - n0 < nb ? g->N - n0 : nb;
             const int64_t th0 = u % n_bands * rows, th1 = th0 + rows < q.TH ? th0 + rows : q.TH;
             const int64_t nth = th1 - th0, NT = nbb * nth * q.TW;
-            float *Y = V + 16 * Cg * NT;
+            float *Y = V + XN * Cg * NT;
             for (int64_t gi = 0; gi < G; gi++) {
                 for (int64_t nl = 0; nl < nbb; nl++) {
+                    const int64_t t0 = nl * nth * q.TW;
                     for (int64_t c = 0; c < Cg; c++)
-                        wino_in_chan(&q, x + ((n0 + nl) * g->C + gi * Cg + c) * HW, th0, th1,
-                                     V + c * NT, Cg * NT, nl * nth * q.TW);
+                        in_chan(&q, x + ((n0 + nl) * g->C + gi * Cg + c) * HW, th0, th1,
+                                V + c * NT, Cg * NT, t0);
                     for (int64_t o = 0; o < Og; o++)
-                        wino_dy_chan(&q, dout + ((n0 + nl) * g->O + gi * Og + o) * P, th0, th1,
-                                     Y + o * NT, Og * NT, nl * nth * q.TW);
+                        dy_chan(&q, dout + ((n0 + nl) * g->O + gi * Og + o) * P, th0, th1,
+                                Y + o * NT, Og * NT, t0);
                 }
-                tg__gemm_batch_f32(false, true, 16, Og, Cg, NT, 1, Y, NT, Og * NT, V, NT,
-                                   Cg * NT, 1, Sl + gi * 16 * Og * Cg, Cg, Og * Cg);
+                tg__gemm_batch_f32(false, true, XN, Og, Cg, NT, 1, Y, NT, Og * NT, V, NT,
+                                   Cg * NT, 1, Sl + gi * XN * Og * Cg, Cg, Og * Cg);
             }
         }
     }
-    for (int64_t k = 0; k < s_elems; k++)
-        for (int64_t sl = 1; sl < slots; sl++)
+    /* The slots in slot order (each element's sum in the same order as one
+     * slot at a time, vectorised along the elements). */
+    for (int64_t sl = 1; sl < slots; sl++)
+        for (int64_t k = 0; k < s_elems; k++)
             S[k] += S[sl * s_elems + k];
     for (int64_t gi = 0; gi < G; gi++)
-        wino_dw_out(Og, Cg, S + gi * 16 * Og * Cg, dw + gi * Og * Cg * 9);
+        wino_dw_out(q.m, Og, Cg, S + gi * XN * Og * Cg, dw + gi * Og * Cg * 9);
 #else
     (void)g, (void)pl, (void)x, (void)dout, (void)dw, (void)wv, (void)S;
 #endif

@@ -74,7 +74,8 @@ void tg__conv2d_backward_f64(const tg__conv2d_geom *g, const double *x, const do
  *   forward and dcol products are short sums over KH*KW or O kept in SIMD
  *   registers, and dw is a fixed-order correlation of x with dy.
  * - 3x3, stride 1, no dilation, 4+ channels per group each way, AVX-512:
- *   Winograd F(2x2, 3x3) for the forward, dx and dw.
+ *   Winograd for the forward, dx and dw: F(4x4, 3x3) when the rows fit one
+ *   vector (at most 16 floats, LeNet's 14x14 layer), else F(2x2, 3x3).
  * Threads take whole blocks (GEMMs inside a block run single-threaded); dw
  * and db are summed per slot (block b into slot b % slots, in block order)
  * and the slots in slot order, db in double, so results do not depend on the
@@ -94,7 +95,9 @@ typedef struct tg__conv2d_plan {
     int64_t yt_elems;  /* floats of y / dy' block scratch (nt blocks; 0 for one image) */
     int64_t dwp_elems; /* floats of dw partial sums */
     int64_t dbp_elems; /* doubles of db partial sums */
-    bool wino;         /* 3x3 stride 1: everything by Winograd F(2x2, 3x3) */
+    bool wino;         /* 3x3 stride 1: everything by Winograd */
+    int wino_m[2];     /* its output tiles, 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)):
+                        * forward (and dw), dx */
     int64_t u_elems;   /* floats of the transformed filters (wino) */
     int64_t wv_elems;  /* floats of Winograd block scratch (nt blocks; wino) */
 } tg__conv2d_plan;
