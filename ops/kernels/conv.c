@@ -793,8 +793,10 @@ static void col2im_block(const tg__conv2d_geom *g, const float *dcol, int64_t n0
  * (Lavin and Gray 2015): each 2x2 output tile is A^T [(G k G^T) . (B^T d B)] A
  * for its 4x4 input patch d, which takes 16 multiplies per tile and channel
  * pair instead of 36. With the 16 transformed filters U [16][Co][Ci] and the
- * transformed patches V [16][Ci][tiles], the multiplies are 16 GEMMs
- * M [16][Co][tiles] = U @ V. The forward is such a correlation of x with w;
+ * transformed patches V [Ci][16][tiles], the multiplies are 16 GEMMs
+ * M [Co][16][tiles] = U @ V (V and M channel-major: a channel's transform
+ * writes, or reads, one contiguous run; the GEMMs take the row stride
+ * 16 * tiles). The forward is such a correlation of x with w;
  * dx is one of dy with w flipped and transposed (k'[c, o, i, j] = w[o, c,
  * 2 - i, 2 - j]). AVX-512 only: the transforms work on 16 tiles of a tile row
  * at a time. The transforms only add and subtract (and halve, for G), so the
@@ -1270,15 +1272,15 @@ TG_AVX512_FN static void wino4_dy_chan(const wino_geom *q, const float *dc, int6
 
 /* The correlation for images [0, nb) from src (image stride sn, channel
  * stride Hs*Ws) into out (image stride on, channel stride Ho*Wo), tile rows
- * [th0, th1): transforms into V [16][Ci][NT] and M [16][Co][NT] (NT = nb *
- * (th1 - th0) * TW), then the 16 GEMMs. bias: [Co] or NULL; acc: add into out
+ * [th0, th1): transforms into V [Ci][XN][NT] and M [Co][XN][NT] (NT = nb *
+ * (th1 - th0) * TW), then the XN GEMMs. bias: [Co] or NULL; acc: add into out
  * instead of writing. */
 TG_AVX512_FN static void wino_block(const wino_geom *q, const float *src, int64_t sn,
                                     const float *U, float *out, int64_t on, const float *bias,
                                     bool acc, int64_t nb, int64_t th0, int64_t th1, float *V,
                                     float *M)
 {
-    const int64_t Ci = q->Ci, Co = q->Co, nth = th1 - th0, NT = nb * nth * q->TW;
+    const int64_t Ci = q->Ci, Co = q->Co, nth = th1 - th0, NT = nb * nth * q->TW, XT = q->XN * NT;
     const int64_t HWs = q->Hs * q->Ws, HWo = q->Ho * q->Wo;
     void (*in_chan)(const wino_geom *, const float *, int64_t, int64_t, float *, int64_t,
                     int64_t) = q->m == 4 ? wino4_in_chan : wino_in_chan;
@@ -1286,12 +1288,12 @@ TG_AVX512_FN static void wino_block(const wino_geom *q, const float *src, int64_
                      float *, float, bool) = q->m == 4 ? wino4_out_chan : wino_out_chan;
     for (int64_t nl = 0; nl < nb; nl++)
         for (int64_t ci = 0; ci < Ci; ci++)
-            in_chan(q, src + nl * sn + ci * HWs, th0, th1, V + ci * NT, Ci * NT, nl * nth * q->TW);
-    tg__gemm_batch_f32(false, false, q->XN, Co, NT, Ci, 1, U, Ci, Co * Ci, V, NT, Ci * NT, 0, M,
-                       NT, Co * NT);
+            in_chan(q, src + nl * sn + ci * HWs, th0, th1, V + ci * XT, NT, nl * nth * q->TW);
+    tg__gemm_batch_f32(false, false, q->XN, Co, NT, Ci, 1, U, Ci, Co * Ci, V, XT, NT, 0, M, XT,
+                       NT);
     for (int64_t nl = 0; nl < nb; nl++)
         for (int64_t co = 0; co < Co; co++)
-            out_chan(q, M + co * NT, Co * NT, nl * nth * q->TW, th0, th1,
+            out_chan(q, M + co * XT, NT, nl * nth * q->TW, th0, th1,
                           out + nl * on + co * HWo, bias ? bias[co] : 0.0f, acc);
 }
 
@@ -1299,7 +1301,8 @@ TG_AVX512_FN static void wino_block(const wino_geom *q, const float *src, int64_
  * U = G k G^T, dL/dU = (A dy A^T) . V for each tile, so
  *   dw[o, c] = G^T (sum over tiles of (A dy_o A^T) . V_c) G,
  * A = [1 0; 1 1; 1 -1; 0 -1] (dy zero past the output's edge). The sums over
- * tiles are 16 GEMMs S [16][Og][Cg] += Y [16][Og][NT] @ V [16][Cg][NT]^T. */
+ * tiles are 16 GEMMs S [16][Og][Cg] += Y [Og][16][NT] @ V [Cg][16][NT]^T
+ * (36 for F(4x4)). */
 
 /* Y[xn][t0 + (th - th0)*TW + tw] (row stride ys) = A dy A^T of output tile
  * (th, tw) of channel dc [Ho, Wo], tile rows [th0, th1). */
@@ -1672,13 +1675,13 @@ static void wino_dw_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, con
                     const int64_t t0 = nl * nth * q.TW;
                     for (int64_t c = 0; c < Cg; c++)
                         in_chan(&q, x + ((n0 + nl) * g->C + gi * Cg + c) * HW, th0, th1,
-                                V + c * NT, Cg * NT, t0);
+                                V + c * XN * NT, NT, t0);
                     for (int64_t o = 0; o < Og; o++)
                         dy_chan(&q, dout + ((n0 + nl) * g->O + gi * Og + o) * P, th0, th1,
-                                Y + o * NT, Og * NT, t0);
+                                Y + o * XN * NT, NT, t0);
                 }
-                tg__gemm_batch_f32(false, true, XN, Og, Cg, NT, 1, Y, NT, Og * NT, V, NT,
-                                   Cg * NT, 1, Sl + gi * XN * Og * Cg, Cg, Og * Cg);
+                tg__gemm_batch_f32(false, true, XN, Og, Cg, NT, 1, Y, XN * NT, NT, V, XN * NT,
+                                   NT, 1, Sl + gi * XN * Og * Cg, Cg, Og * Cg);
             }
         }
     }
