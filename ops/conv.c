@@ -174,13 +174,14 @@ static int scratch(tg_node *n, int64_t elems, size_t size, void **out)
 static int scratch_f32(tg_node *n, const tg__conv2d_plan *p, bool vjp, bool dx, bool dw, bool db,
                        tg__conv2d_scratch *s)
 {
-    /* Winograd: the forward and dx need u and wv, dw wv and dwp. im2col:
-     * col and yt for a forward, a dx or a dw, dwp for dw, dbp for db. */
+    /* Winograd: the forward and dx need u and wv, dw wv and dwp (and dbp
+     * for db, summed in the same pass). im2col: col and yt for a forward, a
+     * dx or a dw, dwp for dw, dbp for db. */
     const bool gemm = !p->wino && (!vjp || dx || dw);
     const int64_t elems[6] = {gemm ? p->col_elems : 0,
                               gemm ? p->yt_elems : 0,
                               vjp && dw ? p->dwp_elems : 0,
-                              !p->wino && vjp && db && (dx || dw) ? p->dbp_elems : 0,
+                              vjp && db && (p->wino ? dw : dx || dw) ? p->dbp_elems : 0,
                               p->wino && (!vjp || dx) ? p->u_elems : 0,
                               p->wino && (!vjp || dx || dw) ? p->wv_elems : 0};
     void *v[6];

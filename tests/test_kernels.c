@@ -317,6 +317,11 @@ static void sc_pool(sink *s)
                     fill(x, P * H * W, 60 + k, false);
                     tg__maxpool2d_backward_f32(x, y, am, P, &geo, true);
                     put_f32(s, x, P * H * W);
+                    /* and a first contribution, which writes all of dx */
+                    for (int64_t i = 0; i < P * H * W; i++)
+                        x[i] = NAN;
+                    tg__maxpool2d_backward_f32(x, y, am, P, &geo, false);
+                    put_f32(s, x, P * H * W);
                 }
                 free(x);
                 free(y);

@@ -1587,7 +1587,8 @@ void tg__conv2d_plan_f32(const tg__conv2d_geom *g, tg__conv2d_plan *p)
         p->wv_elems = (int64_t)nt * (vf > vd ? vf : vd);
         p->slots = units < MAX_SLOTS ? (units > 0 ? units : 1) : MAX_SLOTS;
         p->dwp_elems = p->slots * qf.XN * g->O * Cg;
-        p->col_elems = p->yt_elems = p->dbp_elems = 0;
+        p->dbp_elems = p->slots * g->O;
+        p->col_elems = p->yt_elems = 0;
     }
 }
 
@@ -1643,9 +1644,12 @@ static void wino_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, bool d
 /* The VJP's dw through Winograd (see wino_dy_chan): blocks as for the
  * forward, each adding into partial sum S_(b % slots) in block order (one
  * thread per slot); the slots are added in slot order and transformed into
- * dw. wv: p->wv_elems floats; S: p->dwp_elems floats (slots * XN * O * Cg). */
+ * dw. wv: p->wv_elems floats; S: p->dwp_elems floats (slots * XN * O * Cg).
+ * With db (else NULL), each dy channel's sum (in double) goes into partial
+ * sum B_(b % slots) [O] while the channel is in L1 after its transform, and
+ * db += the slots in slot order. */
 static void wino_dw_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, const float *x,
-                        const float *dout, float *dw, float *wv, float *S)
+                        const float *dout, float *dw, float *db, float *wv, float *S, double *B)
 {
 #ifdef TG_X86
     const int64_t Cg = g->C / g->groups, Og = g->O / g->groups, G = g->groups;
@@ -1664,7 +1668,10 @@ static void wino_dw_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, con
     TG_OMP("omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)")
     for (int64_t sl = 0; sl < slots; sl++) {
         float *V = wv + THREAD_ID() * blk, *Sl = S + sl * s_elems;
+        double *Bl = db ? B + sl * g->O : NULL;
         memset(Sl, 0, (size_t)s_elems * sizeof *Sl);
+        for (int64_t o = 0; Bl && o < g->O; o++)
+            Bl[o] = 0.0;
         for (int64_t u = sl; u < units; u += slots) {
             const int64_t n0 = u / n_bands * nb, nbb = g->N - n0 < nb ? g->N - n0 : nb;
             const int64_t th0 = u % n_bands * rows, th1 = th0 + rows < q.TH ? th0 + rows : q.TH;
@@ -1676,9 +1683,12 @@ static void wino_dw_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, con
                     for (int64_t c = 0; c < Cg; c++)
                         in_chan(&q, x + ((n0 + nl) * g->C + gi * Cg + c) * HW, th0, th1,
                                 V + c * XN * NT, NT, t0);
-                    for (int64_t o = 0; o < Og; o++)
-                        dy_chan(&q, dout + ((n0 + nl) * g->O + gi * Og + o) * P, th0, th1,
-                                Y + o * XN * NT, NT, t0);
+                    for (int64_t o = 0; o < Og; o++) {
+                        const float *dc = dout + ((n0 + nl) * g->O + gi * Og + o) * P;
+                        dy_chan(&q, dc, th0, th1, Y + o * XN * NT, NT, t0);
+                        if (Bl && th0 == 0) /* once per image: its first band */
+                            Bl[gi * Og + o] += sumd(dc, P);
+                    }
                 }
                 tg__gemm_batch_f32(false, true, XN, Og, Cg, NT, 1, Y, XN * NT, NT, V, XN * NT,
                                    NT, 1, Sl + gi * XN * Og * Cg, Cg, Og * Cg);
@@ -1692,8 +1702,14 @@ static void wino_dw_run(const tg__conv2d_geom *g, const tg__conv2d_plan *pl, con
             S[k] += S[sl * s_elems + k];
     for (int64_t gi = 0; gi < G; gi++)
         wino_dw_out(q.m, Og, Cg, S + gi * XN * Og * Cg, dw + gi * Og * Cg * 9);
+    for (int64_t o = 0; db && o < g->O; o++) {
+        double t = B[o];
+        for (int64_t sl = 1; sl < slots; sl++)
+            t += B[sl * g->O + o];
+        db[o] += (float)t;
+    }
 #else
-    (void)g, (void)pl, (void)x, (void)dout, (void)dw, (void)wv, (void)S;
+    (void)g, (void)pl, (void)x, (void)dout, (void)dw, (void)db, (void)wv, (void)S, (void)B;
 #endif
 }
 
@@ -1865,8 +1881,8 @@ void tg__conv2d_backward_f32(const tg__conv2d_geom *g, const tg__conv2d_plan *pl
         if (dx) /* Winograd writes or adds each dx element once: no zero-fill */
             wino_run(g, pl, true, dx_acc, dout, w, NULL, dx, s->u, s->wv);
         if (dw)
-            wino_dw_run(g, pl, x, dout, dw, s->wv, s->dwp);
-        if (db)
+            wino_dw_run(g, pl, x, dout, dw, db, s->wv, s->dwp, s->dbp);
+        else if (db)
             bias_grad(g, nt, dout, db);
         return;
     }

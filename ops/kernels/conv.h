@@ -106,7 +106,8 @@ void tg__conv2d_plan_f32(const tg__conv2d_geom *g, tg__conv2d_plan *p);
 
 /* Scratch, sized by the plan. Forward: u and wv when p->wino, else col and yt
  * (when yt_elems > 0). VJP: col when dw (or dx without wino), yt when
- * yt_elems > 0, dwp when dw, dbp when db, u and wv when dx and p->wino.
+ * yt_elems > 0, dwp when dw, dbp when db (with p->wino: db and dw), u and wv
+ * when dx and p->wino.
  * Unused ones may be NULL. */
 typedef struct tg__conv2d_scratch {
     float *col;
